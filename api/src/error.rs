@@ -1,0 +1,117 @@
+//! The HTTP error type: every failure becomes a JSON body naming the problem, never a panic.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Everything a handler can fail with. Each variant's doc names its status.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request could not be read (malformed JSON, bad query value, bad cursor).
+    #[error("{message}")]
+    BadRequest {
+        field: Option<String>,
+        message: String,
+    },
+    /// 422: the request was read but a value is not acceptable (unknown enum value, wrong type, …).
+    #[error("{message}")]
+    Invalid {
+        field: Option<String>,
+        message: String,
+    },
+    /// 401: no or wrong bearer token.
+    #[error("a valid `Authorization: Bearer <ADMIN_TOKEN>` header is required")]
+    Unauthorized,
+    /// 403: the admin endpoints are disabled because no token is configured.
+    #[error("ADMIN_TOKEN is not configured on this server, so /ops endpoints are disabled; set ADMIN_TOKEN and restart")]
+    AdminDisabled,
+    /// 404: the addressed thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// 409: the request conflicts with the current state (e.g. resolving twice).
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body is larger than MAX_BODY_BYTES.
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// 415: the body is not JSON.
+    #[error("expected `Content-Type: application/json`")]
+    UnsupportedMediaType,
+    /// 503: the database is unavailable; the cause is logged, not shown.
+    #[error("the database is unavailable; try again shortly")]
+    Database(#[from] sea_orm::DbErr),
+}
+
+impl ApiError {
+    pub fn bad_request(field: impl Into<Option<String>>, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        Self::Invalid {
+            field: Some(field.to_owned()),
+            message: message.into(),
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::AdminDisabled => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest { .. } => "bad_request",
+            Self::Invalid { .. } => "invalid_value",
+            Self::Unauthorized => "unauthorized",
+            Self::AdminDisabled => "admin_token_not_configured",
+            Self::NotFound(_) => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::Database(_) => "database_unavailable",
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Self::Database(err) = &self {
+            tracing::error!(error = %err, "database error while serving a request");
+        }
+        let field = match &self {
+            Self::BadRequest { field, .. } | Self::Invalid { field, .. } => field.clone(),
+            _ => None,
+        };
+        let body = json!({ "error": { "code": self.code(), "message": self.to_string(), "field": field } });
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        match self {
+            Self::Unauthorized => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::Database(_) => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,386 @@
+//! `/ops/incidents` and `/ops/timeline`: the HTTP face of the incident store.
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, NaiveDateTime};
+use entity::{Category, EventType, Severity};
+use sea_orm::ActiveEnum;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::cursor::Cursor;
+use super::dto::{
+    CreateEvent, CreateIncident, EventJson, IncidentJson, PageJson, ResolveIncident,
+    MAX_FINGERPRINT_CHARS, MAX_MESSAGE_CHARS, MAX_SUMMARY_CHARS,
+};
+use super::store::{IncidentFilter, NewEvent, NewIncident, OpenState, StoreError, TimelineFilter};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiQuery, MaybeJson};
+use crate::state::AppState;
+
+/// Page size when `limit` is not given.
+const DEFAULT_LIMIT: u64 = 50;
+/// Largest page a client may ask for.
+const MAX_LIMIT: u64 = 500;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ops/incidents", post(create).get(list))
+        .route("/ops/incidents/stats", get(stats))
+        .route("/ops/incidents/{id}", get(show))
+        .route("/ops/incidents/{id}/events", post(add_event))
+        .route("/ops/incidents/{id}/resolve", post(resolve))
+        .route("/ops/timeline", get(timeline))
+}
+
+impl From<StoreError> for ApiError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::NotFound(_) => ApiError::NotFound(err.to_string()),
+            StoreError::AlreadyResolved { .. } | StoreError::Resolved(_) => {
+                ApiError::Conflict(err.to_string())
+            }
+            StoreError::Db(db) => ApiError::Database(db),
+        }
+    }
+}
+
+async fn create(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateIncident>,
+) -> ApiResult<Response> {
+    let summary = required_text("summary", body.summary, MAX_SUMMARY_CHARS)?;
+    let fingerprint = match body.fingerprint {
+        Some(fp) => Some(required_text("fingerprint", fp, MAX_FINGERPRINT_CHARS)?),
+        None => None,
+    };
+    let mut details = body.details_json.unwrap_or_default();
+    if let Some(Value::String(old)) = details.get("fingerprint") {
+        if fingerprint.as_deref() != Some(old.as_str()) {
+            return Err(ApiError::invalid(
+                "detailsJson.fingerprint",
+                "`fingerprint` is reserved for the top-level `fingerprint` field; set that instead",
+            ));
+        }
+    }
+    details.remove("fingerprint");
+    let opened = state
+        .incidents
+        .open(NewIncident {
+            severity: body.severity,
+            category: body.category,
+            summary,
+            details,
+            fingerprint,
+        })
+        .await?;
+    let status = if opened.deduplicated {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    let location = format!("/ops/incidents/{}", opened.incident.id);
+    let body = json!({
+        "incident": IncidentJson::from(opened.incident),
+        "event": EventJson::from(opened.event),
+        "deduplicated": opened.deduplicated,
+    });
+    Ok((status, [(header::LOCATION, location)], Json(body)).into_response())
+}
+
+async fn add_event(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<CreateEvent>,
+) -> ApiResult<Response> {
+    let id = incident_id(id)?;
+    if body.event_type == EventType::Resolved {
+        return Err(ApiError::invalid(
+            "eventType",
+            format!("RESOLVED is recorded by POST /ops/incidents/{id}/resolve, which also sets resolvedAt"),
+        ));
+    }
+    let message = required_text("message", body.message, MAX_MESSAGE_CHARS)?;
+    let event = state
+        .incidents
+        .append_event(
+            &id,
+            NewEvent {
+                event_type: body.event_type,
+                message,
+                metadata: body.metadata_json.unwrap_or_default(),
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(EventJson::from(event))).into_response())
+}
+
+async fn resolve(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    MaybeJson(body): MaybeJson<ResolveIncident>,
+) -> ApiResult<Json<Value>> {
+    let id = incident_id(id)?;
+    let body = body.unwrap_or_default();
+    let notes = match body.resolution_notes {
+        Some(n) => Some(required_text("resolutionNotes", n, MAX_MESSAGE_CHARS)?),
+        None => None,
+    };
+    let (incident, event) = state
+        .incidents
+        .resolve(&id, notes, body.metadata_json.unwrap_or_default())
+        .await?;
+    Ok(Json(
+        json!({ "incident": IncidentJson::from(incident), "event": EventJson::from(event) }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ShowQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// The incident with its timeline, oldest event first; long timelines page with `cursor`.
+async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ShowQuery>,
+) -> ApiResult<Json<Value>> {
+    let id = incident_id(id)?;
+    let limit = parse_limit(q.limit.as_deref(), MAX_LIMIT)?;
+    let cursor = parse_cursor(q.cursor.as_deref())?;
+    let incident = state
+        .incidents
+        .get(&id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("incident `{id}` does not exist")))?;
+    let page = state.incidents.events(&id, limit, cursor.as_ref()).await?;
+    let mut body = serde_json::to_value(IncidentJson::from(incident)).unwrap_or_default();
+    body["events"] = json!(page
+        .items
+        .into_iter()
+        .map(EventJson::from)
+        .collect::<Vec<_>>());
+    body["nextCursor"] = json!(page.next.map(|c| c.encode()));
+    Ok(Json(body))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListQuery {
+    status: Option<String>,
+    category: Option<String>,
+    severity: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    fingerprint: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<PageJson<IncidentJson>>> {
+    let filter = IncidentFilter {
+        state: match q.status.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("") | Some("all") => None,
+            Some("open") => Some(OpenState::Open),
+            Some("resolved") => Some(OpenState::Resolved),
+            Some(other) => {
+                return Err(ApiError::bad_request(
+                    Some("status".into()),
+                    format!("status: unknown value `{other}`; expected one of open, resolved, all"),
+                ))
+            }
+        },
+        category: parse_enum::<Category>("category", q.category.as_deref())?,
+        severity: parse_enum::<Severity>("severity", q.severity.as_deref())?,
+        since: parse_time("since", q.since.as_deref())?,
+        until: parse_time("until", q.until.as_deref())?,
+        fingerprint: q.fingerprint.filter(|f| !f.is_empty()),
+    };
+    let limit = parse_limit(q.limit.as_deref(), MAX_LIMIT)?;
+    let cursor = parse_cursor(q.cursor.as_deref())?;
+    let page = state
+        .incidents
+        .list(&filter, limit, cursor.as_ref())
+        .await?;
+    Ok(Json(PageJson {
+        items: page.items.into_iter().map(IncidentJson::from).collect(),
+        next_cursor: page.next.map(|c| c.encode()),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TimelineQuery {
+    since: Option<String>,
+    until: Option<String>,
+    event_type: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// Events across incidents, oldest first, each with a short view of its incident.
+async fn timeline(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<TimelineQuery>,
+) -> ApiResult<Json<Value>> {
+    let filter = TimelineFilter {
+        since: parse_time("since", q.since.as_deref())?,
+        until: parse_time("until", q.until.as_deref())?,
+        event_type: parse_enum::<EventType>("eventType", q.event_type.as_deref())?,
+    };
+    let limit = parse_limit(q.limit.as_deref(), MAX_LIMIT)?;
+    let cursor = parse_cursor(q.cursor.as_deref())?;
+    let (page, incidents) = state
+        .incidents
+        .timeline(&filter, limit, cursor.as_ref())
+        .await?;
+    let items: Vec<Value> = page
+        .items
+        .into_iter()
+        .map(|e| {
+            let incident = incidents.get(&e.incident_id).map(|i| {
+                json!({
+                    "id": i.id, "summary": i.summary, "category": i.category, "severity": i.severity,
+                    "status": if i.resolved_at.is_some() { "resolved" } else { "open" },
+                })
+            });
+            let mut v = serde_json::to_value(EventJson::from(e)).unwrap_or_default();
+            v["incident"] = incident.unwrap_or(Value::Null);
+            v
+        })
+        .collect();
+    Ok(Json(
+        json!({ "items": items, "nextCursor": page.next.map(|c| c.encode()) }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct StatsQuery {
+    since: Option<String>,
+}
+
+async fn stats(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<StatsQuery>,
+) -> ApiResult<Json<Value>> {
+    let since = parse_time("since", q.since.as_deref())?;
+    let s = state.incidents.stats(since).await?;
+    let by_pair: Vec<Value> = s
+        .open_by_category_and_severity
+        .iter()
+        .map(|(c, sev, n)| json!({ "category": c, "severity": sev, "count": n }))
+        .collect();
+    Ok(Json(json!({
+        "open": {
+            "total": s.open_total,
+            "byCategory": s.open_by_category.iter().map(|(k, v)| (k.to_value(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "bySeverity": s.open_by_severity.iter().map(|(k, v)| (k.to_value(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "byCategoryAndSeverity": by_pair,
+        },
+        "resolved": {
+            "total": s.resolved_total,
+            "meanTimeToResolveSeconds": s.mean_time_to_resolve_seconds,
+            "since": since.as_ref().map(super::dto::timestamp),
+        },
+    })))
+}
+
+/// Ids are CUIDs; anything else cannot name an incident, so it is a 404 without a query.
+fn incident_id(id: String) -> ApiResult<String> {
+    let plausible = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if plausible {
+        Ok(id)
+    } else {
+        Err(ApiError::NotFound("no incident has that id".to_owned()))
+    }
+}
+
+fn required_text(field: &str, value: String, max_chars: usize) -> ApiResult<String> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() {
+        return Err(ApiError::invalid(
+            field,
+            format!("{field}: must not be empty"),
+        ));
+    }
+    if trimmed.chars().count() > max_chars {
+        return Err(ApiError::invalid(
+            field,
+            format!("{field}: longer than {max_chars} characters"),
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn parse_limit(raw: Option<&str>, max: u64) -> ApiResult<u64> {
+    match raw {
+        None | Some("") => Ok(DEFAULT_LIMIT.min(max)),
+        Some(v) => match v.parse::<u64>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::bad_request(
+                Some("limit".into()),
+                format!("limit: `{v}` is not a whole number from 1 to {max}"),
+            )),
+        },
+    }
+}
+
+fn parse_cursor(raw: Option<&str>) -> ApiResult<Option<Cursor>> {
+    match raw {
+        None | Some("") => Ok(None),
+        Some(v) => Cursor::decode(v).map(Some).ok_or_else(|| {
+            ApiError::bad_request(
+                Some("cursor".into()),
+                "cursor: not a cursor this server issued; pass back `nextCursor` as is",
+            )
+        }),
+    }
+}
+
+fn parse_time(field: &str, raw: Option<&str>) -> ApiResult<Option<NaiveDateTime>> {
+    match raw {
+        None | Some("") => Ok(None),
+        Some(v) => DateTime::parse_from_rfc3339(v)
+            .map(|t| Some(t.naive_utc()))
+            .map_err(|_| {
+                ApiError::bad_request(
+                    Some(field.into()),
+                    format!("{field}: `{v}` is not an RFC 3339 time (e.g. 2026-11-22T03:00:00Z)"),
+                )
+            }),
+    }
+}
+
+fn parse_enum<T: ActiveEnum<Value = String>>(
+    field: &str,
+    raw: Option<&str>,
+) -> ApiResult<Option<T>> {
+    match raw {
+        None | Some("") => Ok(None),
+        Some(v) => T::try_from_value(&v.to_ascii_uppercase())
+            .map(Some)
+            .map_err(|_| {
+                let allowed: Vec<String> = T::values();
+                ApiError::bad_request(
+                    Some(field.into()),
+                    format!(
+                        "{field}: unknown value `{v}`; expected one of {}",
+                        allowed.join(", ")
+                    ),
+                )
+            }),
+    }
+}

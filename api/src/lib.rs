@@ -1,0 +1,17 @@
+//! The opsdoctor service: configuration, state, routes and CLI wiring, as a library tests can drive.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod incidents;
+pub mod server;
+pub mod state;
+pub mod telemetry;
+
+pub use config::Config;
+pub use server::{router, Application};
+pub use state::AppState;

@@ -1,0 +1,202 @@
+//! Building the router and running the server until a shutdown signal, then draining.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use sea_orm::DatabaseConnection;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::{auth, db, health, incidents};
+
+/// Every route of the service, with its middleware. Tests drive this with `oneshot`.
+pub fn router(state: AppState) -> Router {
+    let admin = incidents::routes::router().route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        auth::require_admin,
+    ));
+    Router::new()
+        .merge(health::router())
+        .merge(admin)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            state.config.request_timeout,
+        ))
+        .layer(CatchPanicLayer::custom(|_| internal_error()))
+        .layer(TraceLayer::new_for_http().on_response(DefaultOnResponse::new().level(Level::INFO)))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("no such endpoint".to_owned())
+}
+
+async fn method_not_allowed() -> Response {
+    let body = json!({ "error": { "code": "method_not_allowed", "message": "this endpoint does not accept that method", "field": null } });
+    (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
+}
+
+fn internal_error() -> Response {
+    tracing::error!("a handler panicked");
+    let body = json!({ "error": { "code": "internal", "message": "internal error; see the server log", "field": null } });
+    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+}
+
+/// A built service: database connected, migrations handled, listener bound.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects, migrates (unless `migrate` is false) and binds. A database that is down does not
+    /// stop start-up: readiness says so, and migrations are retried until they apply.
+    pub async fn build(config: Config, migrate: bool) -> Result<Self, StartError> {
+        let db = db::connect(&config)
+            .await
+            .map_err(|e| StartError::Database(e.to_string()))?;
+        if migrate {
+            if let Err(err) = apply_migrations(&db).await {
+                tracing::error!(error = %err, "applying migrations failed; retrying in the background");
+                tokio::spawn(retry_migrations(db.clone()));
+            }
+        } else {
+            tracing::warn!(
+                "--no-migrate: pending migrations are not applied; readiness reports them"
+            );
+        }
+        let addr = SocketAddr::new(config.host, config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| StartError::Bind(addr, e))?;
+        Ok(Self {
+            listener,
+            state: AppState::new(config, db),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `stop` resolves; then readiness turns 503 at once, the listener closes after
+    /// `SHUTDOWN_READY_DELAY_MS`, in-flight requests get `SHUTDOWN_DRAIN_MS`, and the pool closes.
+    pub async fn run_until_stopped(self, stop: impl Future<Output = ()>) -> std::io::Result<()> {
+        let Self { listener, state } = self;
+        let addr = listener.local_addr()?;
+        tracing::info!(addr = %addr, url = %format!("http://{addr}"), "opsdoctor listening");
+        let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
+        let app = router(state.clone());
+        let mut server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = close_rx.await;
+                })
+                .await
+        });
+
+        tokio::select! {
+            () = stop => {}
+            result = &mut server => {
+                return result.map_err(std::io::Error::other)?;
+            }
+        }
+        state.lifecycle.begin_shutdown();
+        let config = &state.config;
+        tracing::info!(
+            ready_delay_ms = config.shutdown_ready_delay.as_millis() as u64,
+            "shutdown requested; readiness now reports 503"
+        );
+        tokio::time::sleep(config.shutdown_ready_delay).await;
+        let _ = close_tx.send(());
+        match tokio::time::timeout(config.shutdown_drain, &mut server).await {
+            Ok(joined) => joined.map_err(std::io::Error::other)??,
+            Err(_) => {
+                tracing::warn!(
+                    drain_ms = config.shutdown_drain.as_millis() as u64,
+                    "drain time exceeded; exiting with requests in flight"
+                );
+                server.abort();
+            }
+        }
+        if let Err(err) = state.db.clone().close().await {
+            tracing::warn!(error = %err, "closing the database pool failed");
+        }
+        tracing::info!("opsdoctor stopped");
+        Ok(())
+    }
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the database: {0}")]
+    Database(String),
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+async fn apply_migrations(db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+    let applied = db::migrate_up(db).await?;
+    if applied.is_empty() {
+        tracing::info!("schema up to date");
+    } else {
+        tracing::info!(migrations = ?applied, "migrations applied");
+    }
+    Ok(())
+}
+
+async fn retry_migrations(db: DatabaseConnection) {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        tokio::time::sleep(delay).await;
+        match apply_migrations(&db).await {
+            Ok(()) => return,
+            Err(err) => {
+                tracing::warn!(error = %err, retry_in_s = delay.as_secs(), "migrations still cannot be applied")
+            }
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

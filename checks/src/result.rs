@@ -1,0 +1,164 @@
+//! The data a check produces, and the timeout wrapper every check runs under.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// Outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pass,
+    Warn,
+    Fail,
+    /// Not configured, and not required.
+    Skipped,
+}
+
+/// Machine-readable cause of a result that is not `pass`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    Timeout,
+    ConnectionRefused,
+    Dns,
+    Tls,
+    Auth,
+    NoConnections,
+    MigrationsPending,
+    MissingTables,
+    NotConfigured,
+    Misconfigured,
+    BadResponse,
+    Unreachable,
+}
+
+/// What one check found: data, in a fixed shape, for humans and machines alike.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub name: &'static str,
+    pub status: Status,
+    pub latency_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<Reason>,
+    /// One line saying what was found.
+    pub message: String,
+    /// The recommended action, for a tired human; absent when nothing needs doing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// Observed values (latency baseline, backend, masked location …).
+    pub observed: Map<String, Value>,
+}
+
+impl CheckResult {
+    pub fn pass(name: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            name,
+            status: Status::Pass,
+            latency_ms: 0,
+            reason: None,
+            message: message.into(),
+            hint: None,
+            observed: Map::new(),
+        }
+    }
+
+    pub fn fail(
+        name: &'static str,
+        reason: Reason,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Self {
+            name,
+            status: Status::Fail,
+            latency_ms: 0,
+            reason: Some(reason),
+            message: message.into(),
+            hint: Some(hint.into()),
+            observed: Map::new(),
+        }
+    }
+
+    /// Adds an observed value.
+    pub fn observe(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.observed.insert(key.to_owned(), value.into());
+        self
+    }
+
+    pub fn is_pass(&self) -> bool {
+        self.status == Status::Pass
+    }
+}
+
+/// Runs a check and stamps its wall time on the result.
+pub async fn timed<F>(check: F) -> CheckResult
+where
+    F: Future<Output = CheckResult>,
+{
+    let started = Instant::now();
+    let mut result = check.await;
+    result.latency_ms = elapsed_ms(started);
+    result
+}
+
+/// Runs a check under its own timeout; a check that overruns becomes a `timeout` failure.
+pub async fn with_timeout<F>(name: &'static str, limit: Duration, check: F) -> CheckResult
+where
+    F: Future<Output = CheckResult>,
+{
+    let started = Instant::now();
+    match tokio::time::timeout(limit, check).await {
+        Ok(mut result) => {
+            result.latency_ms = elapsed_ms(started);
+            result
+        }
+        Err(_) => {
+            let mut result = CheckResult::fail(
+                name,
+                Reason::Timeout,
+                format!("no answer within {} ms", limit.as_millis()),
+                "the dependency is hanging or overloaded: check its own health and logs, or raise the timeout if it is merely slow",
+            );
+            result.latency_ms = elapsed_ms(started);
+            result.observe("timeout_ms", limit.as_millis() as u64)
+        }
+    }
+}
+
+fn elapsed_ms(started: Instant) -> u64 {
+    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_hanging_check_becomes_a_timeout_failure_at_its_limit() {
+        let result = with_timeout("slow", Duration::from_millis(50), async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            CheckResult::pass("slow", "never")
+        })
+        .await;
+        assert_eq!(result.status, Status::Fail);
+        assert_eq!(result.reason, Some(Reason::Timeout));
+        assert!(
+            result.latency_ms >= 50 && result.latency_ms < 1000,
+            "{}",
+            result.latency_ms
+        );
+    }
+
+    #[tokio::test]
+    async fn a_quick_check_keeps_its_own_result() {
+        let result = with_timeout("quick", Duration::from_secs(1), async {
+            CheckResult::pass("quick", "ok")
+        })
+        .await;
+        assert!(result.is_pass());
+        assert_eq!(result.reason, None);
+    }
+}

@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS "OpsIncidentEvent";
+DROP TABLE IF EXISTS "OpsIncident";
