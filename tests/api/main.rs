@@ -1,1 +1,10 @@
+//! End-to-end tests: the real `opsdoctor` binary against real SQLite and PostgreSQL databases.
 
+mod helpers;
+
+mod bad_input;
+mod cli;
+mod concurrency;
+mod health;
+mod incidents;
+mod schema;
