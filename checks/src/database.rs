@@ -179,3 +179,33 @@ async fn pending_migrations(
         .collect::<Result<_, _>>()?;
     Ok(known.into_iter().filter(|m| !applied.contains(m)).collect())
 }
+
+/// The database check as a registry entry.
+pub struct DatabaseCheck {
+    db: DatabaseConnection,
+    location: String,
+}
+
+impl DatabaseCheck {
+    pub fn new(db: DatabaseConnection, location: String) -> Self {
+        Self { db, location }
+    }
+}
+
+impl crate::registry::Check for DatabaseCheck {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn configured(&self) -> bool {
+        true
+    }
+
+    fn settings(&self) -> &'static str {
+        "DATABASE_URL"
+    }
+
+    fn run(&self) -> futures::future::BoxFuture<'_, CheckResult> {
+        Box::pin(check(&self.db, &self.location))
+    }
+}

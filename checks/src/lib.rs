@@ -1,10 +1,17 @@
 //! The opsdoctor check suite: every check returns a [`CheckResult`] value, never panics, never aborts.
 //!
-//! This crate knows nothing of HTTP; the service, the CLI and (later) the gate all consume the same
-//! check functions, so readiness and the doctor can never disagree about what "healthy" means.
+//! This crate knows nothing of HTTP serving; the service, the CLI and the gate all consume the same
+//! [`Registry`], so readiness, the doctor and the gate can never disagree about what "healthy" means.
 
+pub mod cloudflare;
 pub mod database;
+pub mod http;
 pub mod mask;
+pub mod openai;
+pub mod registry;
 mod result;
+pub mod stripe;
+pub mod tunnel;
 
+pub use registry::{overall, Check, Registry, RegistryPolicy, SuiteRun, CHECK_NAMES};
 pub use result::{timed, with_timeout, CheckResult, Reason, Status};

@@ -3,11 +3,11 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Outcome of one check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Pass,
@@ -18,44 +18,85 @@ pub enum Status {
 }
 
 /// Machine-readable cause of a result that is not `pass`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
-    Timeout,
-    ConnectionRefused,
-    Dns,
-    Tls,
+    /// The credentials were refused (HTTP 401, invalid or expired key).
     Auth,
-    NoConnections,
+    /// The credentials are valid but lack a permission (HTTP 403).
+    Forbidden,
+    /// Too many requests; waiting helps.
+    RateLimited,
+    /// The account is out of quota or credit; waiting does not help.
+    QuotaExhausted,
+    Timeout,
+    Dns,
+    ConnectionRefused,
+    Tls,
+    /// The upstream answered 5xx (its status is in `observed.http_status`).
+    UpstreamError,
+    /// The upstream answered something that is not what its API promises.
+    BadResponse,
+    /// Required, but no setting for it was given.
+    NotConfigured,
+    /// Configured wrongly (wrong key kind, mode mismatch, malformed secret …).
+    Misconfigured,
     MigrationsPending,
     MissingTables,
-    NotConfigured,
-    Misconfigured,
-    BadResponse,
+    /// The local process (cloudflared) is not running: its port refuses connections.
+    ProcessDown,
+    /// The process runs but holds no connection to its upstream (tunnel edge).
+    NoConnections,
+    /// The public hostname is not routed to a connected tunnel (Cloudflare 530 / error 1033).
+    NotRouting,
+    /// The tunnel is up but cannot reach the origin (HTTP 502 at the public hostname).
+    OriginUnreachable,
+    /// The API token is disabled.
+    TokenDisabled,
+    /// The API token has expired.
+    TokenExpired,
+    /// Any other transport failure.
     Unreachable,
 }
 
+impl Reason {
+    /// Whether waiting can plausibly fix it; a deploy gate stops waiting on the others.
+    pub fn is_transient(self) -> bool {
+        !matches!(
+            self,
+            Reason::Auth
+                | Reason::Forbidden
+                | Reason::QuotaExhausted
+                | Reason::NotConfigured
+                | Reason::Misconfigured
+                | Reason::TokenDisabled
+                | Reason::TokenExpired
+        )
+    }
+}
+
 /// What one check found: data, in a fixed shape, for humans and machines alike.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CheckResult {
-    pub name: &'static str,
+    pub name: String,
     pub status: Status,
     pub latency_ms: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<Reason>,
     /// One line saying what was found.
     pub message: String,
     /// The recommended action, for a tired human; absent when nothing needs doing.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hint: Option<String>,
     /// Observed values (latency baseline, backend, masked location …).
+    #[serde(default)]
     pub observed: Map<String, Value>,
 }
 
 impl CheckResult {
-    pub fn pass(name: &'static str, message: impl Into<String>) -> Self {
+    pub fn pass(name: &str, message: impl Into<String>) -> Self {
         Self {
-            name,
+            name: name.to_owned(),
             status: Status::Pass,
             latency_ms: 0,
             reason: None,
@@ -66,13 +107,13 @@ impl CheckResult {
     }
 
     pub fn fail(
-        name: &'static str,
+        name: &str,
         reason: Reason,
         message: impl Into<String>,
         hint: impl Into<String>,
     ) -> Self {
         Self {
-            name,
+            name: name.to_owned(),
             status: Status::Fail,
             latency_ms: 0,
             reason: Some(reason),
@@ -91,6 +132,50 @@ impl CheckResult {
     pub fn is_pass(&self) -> bool {
         self.status == Status::Pass
     }
+
+    /// A `warn` result: working, but something deserves attention.
+    pub fn warn(
+        name: &str,
+        reason: Reason,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
+        Self {
+            status: Status::Warn,
+            ..Self::fail(name, reason, message, hint)
+        }
+    }
+
+    /// The result for a check that has no configuration: `skipped`, or a `not_configured`
+    /// failure when the check is required.
+    pub fn not_configured(name: &str, required: bool, settings: &str) -> Self {
+        let hint = format!("set {settings}");
+        if required {
+            Self::fail(
+                name,
+                Reason::NotConfigured,
+                format!("{name} is required but not configured"),
+                hint,
+            )
+        } else {
+            Self {
+                status: Status::Skipped,
+                hint: None,
+                ..Self::fail(
+                    name,
+                    Reason::NotConfigured,
+                    format!("{name} is not configured"),
+                    hint,
+                )
+            }
+        }
+    }
+
+    /// Lowers a failure to a warning (for optional degradations).
+    pub fn with_status(mut self, status: Status) -> Self {
+        self.status = status;
+        self
+    }
 }
 
 /// Runs a check and stamps its wall time on the result.
@@ -105,7 +190,7 @@ where
 }
 
 /// Runs a check under its own timeout; a check that overruns becomes a `timeout` failure.
-pub async fn with_timeout<F>(name: &'static str, limit: Duration, check: F) -> CheckResult
+pub async fn with_timeout<F>(name: &str, limit: Duration, check: F) -> CheckResult
 where
     F: Future<Output = CheckResult>,
 {

@@ -1,0 +1,235 @@
+//! The `cloudflare` check: verifies the API token (user-owned or account-owned) and its expiry.
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use reqwest::StatusCode;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::http::{failure_for, join, transport_reason};
+use crate::registry::Check;
+use crate::{CheckResult, Reason, Status};
+
+pub const NAME: &str = "cloudflare";
+
+/// A token expiring sooner than this is reported as a warning.
+const EXPIRY_WARNING_DAYS: i64 = 14;
+
+#[derive(Clone)]
+pub struct CloudflareSettings {
+    /// `CLOUDFLARE_API_BASE`, default `https://api.cloudflare.com/client/v4`.
+    pub api_base: String,
+    /// `CLOUDFLARE_API_TOKEN`.
+    pub token: SecretString,
+    /// `CLOUDFLARE_ACCOUNT_ID`: lets account-owned tokens be verified on the account path.
+    pub account_id: Option<String>,
+}
+
+pub struct CloudflareCheck {
+    settings: Option<CloudflareSettings>,
+    client: reqwest::Client,
+}
+
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    success: bool,
+    #[serde(default)]
+    errors: Vec<ApiMessage>,
+    result: Option<TokenResult>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ApiMessage {
+    code: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenResult {
+    id: Option<String>,
+    status: String,
+    expires_on: Option<String>,
+}
+
+enum Verify {
+    Answer(StatusCode, Option<Envelope>),
+    Transport(Reason),
+}
+
+impl CloudflareCheck {
+    pub fn new(settings: Option<CloudflareSettings>, client: reqwest::Client) -> Self {
+        Self { settings, client }
+    }
+
+    async fn verify(&self, s: &CloudflareSettings, path: &str) -> Verify {
+        let url = join(&s.api_base, path);
+        match self
+            .client
+            .get(url)
+            .bearer_auth(s.token.expose_secret())
+            .send()
+            .await
+        {
+            Ok(resp) => {
+                let status = resp.status();
+                let body = resp
+                    .text()
+                    .await
+                    .ok()
+                    .and_then(|t| serde_json::from_str(&t).ok());
+                Verify::Answer(status, body)
+            }
+            Err(err) => Verify::Transport(transport_reason(&err)),
+        }
+    }
+
+    async fn check(&self, s: &CloudflareSettings) -> CheckResult {
+        let mut kind = "user";
+        let mut answer = self.verify(s, "/user/tokens/verify").await;
+        // Account-owned tokens are "Invalid API Token" (code 1000) on the user path.
+        if let (Verify::Answer(status, body), Some(account)) = (&answer, &s.account_id) {
+            let invalid_on_user_path = !status.is_success()
+                && body
+                    .as_ref()
+                    .is_some_and(|b| b.errors.iter().any(|e| e.code == 1000));
+            if invalid_on_user_path {
+                kind = "account";
+                answer = self
+                    .verify(s, &format!("/accounts/{account}/tokens/verify"))
+                    .await;
+            }
+        }
+        let (status, body) = match answer {
+            Verify::Transport(reason) => return failure_for(NAME, "the Cloudflare API", reason),
+            Verify::Answer(status, body) => (status, body),
+        };
+        let codes: Vec<i64> = body
+            .as_ref()
+            .map(|b| b.errors.iter().map(|e| e.code).collect())
+            .unwrap_or_default();
+        let with_status = |r: CheckResult| {
+            r.observe("http_status", status.as_u16())
+                .observe("error_codes", codes.clone())
+        };
+
+        match body {
+            Some(Envelope { success: true, result: Some(token), .. }) if status.is_success() => token_result(token, kind),
+            _ if status == StatusCode::TOO_MANY_REQUESTS || codes.contains(&971) => with_status(CheckResult::warn(
+                NAME,
+                Reason::RateLimited,
+                "the Cloudflare API is rate limiting this token",
+                "wait a few minutes; look for other jobs using the same token",
+            )),
+            _ if codes.contains(&6003) || codes.contains(&6111) => with_status(CheckResult::fail(
+                NAME,
+                Reason::Misconfigured,
+                "Cloudflare rejected the Authorization header's format",
+                "CLOUDFLARE_API_TOKEN must be an API token (not a Global API Key); check for stray quotes or whitespace",
+            )),
+            _ if status == StatusCode::FORBIDDEN => with_status(CheckResult::fail(
+                NAME,
+                Reason::Forbidden,
+                "the Cloudflare API token lacks permission to verify itself",
+                "create a token with at least one permission, or check CLOUDFLARE_ACCOUNT_ID for an account-owned token",
+            )),
+            _ if status == StatusCode::UNAUTHORIZED || codes.contains(&1000) => with_status(CheckResult::fail(
+                NAME,
+                Reason::Auth,
+                "Cloudflare says the API token is invalid",
+                "create a new token in the Cloudflare dashboard and set CLOUDFLARE_API_TOKEN (set CLOUDFLARE_ACCOUNT_ID for account-owned tokens)",
+            )),
+            _ if status.is_server_error() => with_status(CheckResult::fail(
+                NAME,
+                Reason::UpstreamError,
+                format!("the Cloudflare API answered HTTP {}", status.as_u16()),
+                "Cloudflare's API is having trouble: check cloudflarestatus.com and retry",
+            )),
+            _ => with_status(CheckResult::fail(
+                NAME,
+                Reason::BadResponse,
+                format!("the Cloudflare API answered HTTP {} without a token status", status.as_u16()),
+                "check CLOUDFLARE_API_BASE points at the Cloudflare API",
+            )),
+        }
+    }
+}
+
+fn token_result(token: TokenResult, kind: &str) -> CheckResult {
+    let expires = token
+        .expires_on
+        .as_deref()
+        .and_then(|e| DateTime::parse_from_rfc3339(e).ok())
+        .map(|t| t.with_timezone(&Utc));
+    let observe = |r: CheckResult| {
+        r.observe("token_status", token.status.clone())
+            .observe("token_kind", kind)
+            .observe("token_id", token.id.clone().unwrap_or_default())
+            .observe("expires_on", token.expires_on.clone())
+    };
+    match token.status.as_str() {
+        "active" => match expires {
+            Some(at) if at <= Utc::now() => observe(CheckResult::fail(
+                NAME,
+                Reason::TokenExpired,
+                "the Cloudflare API token has expired",
+                "roll the token in the Cloudflare dashboard and update CLOUDFLARE_API_TOKEN",
+            )),
+            Some(at) if at - Utc::now() < chrono::Duration::days(EXPIRY_WARNING_DAYS) => {
+                let days = (at - Utc::now()).num_days();
+                observe(CheckResult::warn(
+                    NAME,
+                    Reason::TokenExpired,
+                    format!("the Cloudflare API token expires in {days} day(s)"),
+                    "roll the token before it expires and update CLOUDFLARE_API_TOKEN",
+                ))
+                .observe("expires_in_days", days)
+            }
+            _ => observe(CheckResult::pass(
+                NAME,
+                format!("the {kind} API token is active"),
+            )),
+        },
+        "disabled" => observe(CheckResult::fail(
+            NAME,
+            Reason::TokenDisabled,
+            "the Cloudflare API token is disabled",
+            "re-enable the token in the Cloudflare dashboard or create a new one",
+        )),
+        "expired" => observe(CheckResult::fail(
+            NAME,
+            Reason::TokenExpired,
+            "the Cloudflare API token has expired",
+            "roll the token in the Cloudflare dashboard and update CLOUDFLARE_API_TOKEN",
+        )),
+        other => observe(CheckResult::fail(
+            NAME,
+            Reason::BadResponse,
+            format!("the Cloudflare API reported an unknown token status `{other}`"),
+            "check CLOUDFLARE_API_BASE",
+        )),
+    }
+}
+
+impl Check for CloudflareCheck {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn configured(&self) -> bool {
+        self.settings.is_some()
+    }
+
+    fn settings(&self) -> &'static str {
+        "CLOUDFLARE_API_TOKEN (and CLOUDFLARE_ACCOUNT_ID for account-owned tokens)"
+    }
+
+    fn run(&self) -> BoxFuture<'_, CheckResult> {
+        Box::pin(async move {
+            match &self.settings {
+                Some(s) => self.check(s).await,
+                None => CheckResult::not_configured(NAME, false, self.settings())
+                    .with_status(Status::Skipped),
+            }
+        })
+    }
+}

@@ -1,0 +1,251 @@
+//! The check registry: every check by name, run concurrently under its own timeout, in fixed order.
+//!
+//! The doctor, readiness and the gate all run checks through one registry, so "required",
+//! timeouts and the order of results mean the same everywhere.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::future::{join_all, BoxFuture};
+use serde::{Deserialize, Serialize};
+
+use crate::{with_timeout, CheckResult, Status};
+
+/// The names of all checks, in the order results are reported.
+pub const CHECK_NAMES: [&str; 5] = ["database", "tunnel", "openai", "stripe", "cloudflare"];
+
+/// One check of the suite.
+pub trait Check: Send + Sync {
+    fn name(&self) -> &'static str;
+    /// Whether enough settings are present to run it at all.
+    fn configured(&self) -> bool;
+    /// The settings that configure it, named for an operator (`OPENAI_API_KEY`).
+    fn settings(&self) -> &'static str;
+    /// Runs the check. It must not panic; the registry adds the timeout.
+    fn run(&self) -> BoxFuture<'_, CheckResult>;
+}
+
+/// Timeouts and the required list, shared by every consumer of the registry.
+#[derive(Debug, Clone)]
+pub struct RegistryPolicy {
+    pub default_timeout: Duration,
+    /// Per-check overrides of `default_timeout`.
+    pub timeouts: BTreeMap<String, Duration>,
+    /// Checks whose failure fails readiness and the gate; unconfigured, they fail `not_configured`.
+    pub required: BTreeSet<String>,
+}
+
+/// All checks, by name.
+#[derive(Clone)]
+pub struct Registry {
+    checks: Vec<Arc<dyn Check>>,
+    policy: RegistryPolicy,
+}
+
+/// The outcome of running (part of) the suite once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SuiteRun {
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub duration_ms: u64,
+    /// `fail` if a required check failed; `warn` if anything else is not passing; else `pass`.
+    pub status: Status,
+    pub results: Vec<CheckResult>,
+}
+
+impl Registry {
+    /// Checks are reported in the order of [`CHECK_NAMES`], whatever order they are given in.
+    pub fn new(mut checks: Vec<Arc<dyn Check>>, policy: RegistryPolicy) -> Self {
+        checks.sort_by_key(|c| {
+            CHECK_NAMES
+                .iter()
+                .position(|n| *n == c.name())
+                .unwrap_or(usize::MAX)
+        });
+        Self { checks, policy }
+    }
+
+    pub fn policy(&self) -> &RegistryPolicy {
+        &self.policy
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.checks.iter().map(|c| c.name()).collect()
+    }
+
+    pub fn is_required(&self, name: &str) -> bool {
+        self.policy.required.contains(name)
+    }
+
+    pub fn is_configured(&self, name: &str) -> bool {
+        self.checks
+            .iter()
+            .any(|c| c.name() == name && c.configured())
+    }
+
+    pub fn timeout_of(&self, name: &str) -> Duration {
+        self.policy
+            .timeouts
+            .get(name)
+            .copied()
+            .unwrap_or(self.policy.default_timeout)
+    }
+
+    /// Runs the named checks (all when `only` is `None`) concurrently; a run takes about as long
+    /// as its slowest check. Unknown names are ignored: validate them with [`Self::names`].
+    pub async fn run(&self, only: Option<&BTreeSet<String>>) -> SuiteRun {
+        let started_at = Utc::now();
+        let started = Instant::now();
+        let selected = self
+            .checks
+            .iter()
+            .filter(|c| only.is_none_or(|set| set.contains(c.name())));
+        let results = join_all(selected.map(|check| self.run_check(check.as_ref()))).await;
+        SuiteRun {
+            started_at,
+            finished_at: Utc::now(),
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            status: overall(&results, &self.policy.required),
+            results,
+        }
+    }
+
+    async fn run_check(&self, check: &dyn Check) -> CheckResult {
+        let name = check.name();
+        if !check.configured() {
+            return CheckResult::not_configured(name, self.is_required(name), check.settings());
+        }
+        let result = with_timeout(name, self.timeout_of(name), check.run()).await;
+        match result.status {
+            Status::Pass => {
+                tracing::debug!(check = name, latency_ms = result.latency_ms, "check passed")
+            }
+            _ => {
+                tracing::info!(check = name, status = ?result.status, reason = ?result.reason, latency_ms = result.latency_ms, "check not passing")
+            }
+        }
+        result
+    }
+}
+
+/// The overall status of a set of results under a required list.
+pub fn overall(results: &[CheckResult], required: &BTreeSet<String>) -> Status {
+    let mut status = Status::Pass;
+    for r in results {
+        match r.status {
+            Status::Fail if required.contains(&r.name) => return Status::Fail,
+            Status::Fail | Status::Warn => status = Status::Warn,
+            Status::Pass | Status::Skipped => {}
+        }
+    }
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Reason;
+
+    struct Fake {
+        name: &'static str,
+        delay: Duration,
+        result: Status,
+        configured: bool,
+    }
+
+    impl Check for Fake {
+        fn name(&self) -> &'static str {
+            self.name
+        }
+        fn configured(&self) -> bool {
+            self.configured
+        }
+        fn settings(&self) -> &'static str {
+            "FAKE_SETTING"
+        }
+        fn run(&self) -> BoxFuture<'_, CheckResult> {
+            Box::pin(async move {
+                tokio::time::sleep(self.delay).await;
+                match self.result {
+                    Status::Pass => CheckResult::pass(self.name, "ok"),
+                    _ => CheckResult::fail(self.name, Reason::UpstreamError, "down", "fix it"),
+                }
+            })
+        }
+    }
+
+    fn fake(name: &'static str, ms: u64, result: Status, configured: bool) -> Arc<dyn Check> {
+        Arc::new(Fake {
+            name,
+            delay: Duration::from_millis(ms),
+            result,
+            configured,
+        })
+    }
+
+    fn policy(required: &[&str]) -> RegistryPolicy {
+        RegistryPolicy {
+            default_timeout: Duration::from_millis(300),
+            timeouts: BTreeMap::from([("openai".to_owned(), Duration::from_millis(100))]),
+            required: required.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_concurrently_in_fixed_order_with_per_check_timeouts() {
+        let registry = Registry::new(
+            vec![
+                fake("stripe", 150, Status::Pass, true),
+                fake("openai", 5_000, Status::Pass, true),
+                fake("database", 150, Status::Pass, true),
+                fake("cloudflare", 0, Status::Pass, false),
+                fake("tunnel", 150, Status::Fail, true),
+            ],
+            policy(&["database", "cloudflare"]),
+        );
+        let run = registry.run(None).await;
+        let names: Vec<&str> = run.results.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, CHECK_NAMES);
+        assert!(
+            run.duration_ms < 290,
+            "concurrent, not the sum: {} ms",
+            run.duration_ms
+        );
+        let openai = &run.results[2];
+        assert_eq!(
+            openai.reason,
+            Some(Reason::Timeout),
+            "its own 100 ms timeout"
+        );
+        let cloudflare = &run.results[4];
+        assert_eq!(
+            (cloudflare.status, cloudflare.reason),
+            (Status::Fail, Some(Reason::NotConfigured))
+        );
+        assert_eq!(
+            run.status,
+            Status::Fail,
+            "a required check is not configured"
+        );
+    }
+
+    #[tokio::test]
+    async fn optional_failures_warn_and_unconfigured_optional_checks_skip() {
+        let registry = Registry::new(
+            vec![
+                fake("database", 0, Status::Pass, true),
+                fake("tunnel", 0, Status::Fail, true),
+                fake("stripe", 0, Status::Pass, false),
+            ],
+            policy(&["database"]),
+        );
+        let run = registry.run(None).await;
+        assert_eq!(run.status, Status::Warn);
+        assert_eq!(run.results[2].status, Status::Skipped);
+        let only: BTreeSet<String> = ["database".to_owned()].into();
+        let run = registry.run(Some(&only)).await;
+        assert_eq!((run.results.len(), run.status), (1, Status::Pass));
+    }
+}
