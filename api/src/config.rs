@@ -3,11 +3,18 @@
 //! Every setting has one name, documented on its field. A bad value stops start-up with one line
 //! naming the variable; a secret's value is never repeated in an error.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use checks::cloudflare::CloudflareSettings;
+use checks::mask::mask_secret;
+use checks::openai::OpenAiSettings;
+use checks::stripe::StripeSettings;
+use checks::tunnel::{TunnelApi, TunnelSettings};
+use checks::CHECK_NAMES;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
@@ -49,17 +56,51 @@ pub struct Config {
     pub db_acquire_timeout: Duration,
     /// `DB_MAX_CONNECTIONS`: pool size (default 10).
     pub db_max_connections: u32,
-    /// `READY_CACHE_TTL_MS`: how long a readiness result is reused, so probe storms never become
-    /// query storms (default 1000).
+    /// `READY_CACHE_TTL_MS`: how long readiness reuses a database check result, so probe storms
+    /// never become query storms (default 1000).
     pub ready_cache_ttl: Duration,
-    /// `DB_CHECK_TIMEOUT_MS`: the database check's own timeout (default 2000).
-    pub db_check_timeout: Duration,
+    /// `READY_EXTERNAL_CACHE_TTL_MS`: how long readiness reuses the result of a required check
+    /// other than the database (an external API), default 30000.
+    pub ready_external_cache_ttl: Duration,
+    /// The check suite's settings: integrations, timeouts, the required list.
+    pub checks: ChecksConfig,
+    /// `DOCTOR_INTERVAL_MS`: the background monitor re-runs the suite this often; 0 turns it off
+    /// (default 60000).
+    pub doctor_interval: Duration,
+    /// `DOCTOR_MIN_INTERVAL_MS`: `POST /ops/doctor/run` starts at most one new run per this
+    /// interval; callers beyond it get 429 with `Retry-After` (default 2000).
+    pub doctor_min_interval: Duration,
+    /// `DOCTOR_ESCALATE_AFTER_RUNS`: a failure seen in this many runs in a row is escalated to
+    /// CRITICAL (default 3).
+    pub doctor_escalate_after: u32,
     /// `SHUTDOWN_READY_DELAY_MS`: after SIGTERM, keep serving with readiness at 503 this long so
     /// load balancers stop routing before the listener closes (default 0).
     pub shutdown_ready_delay: Duration,
     /// `SHUTDOWN_DRAIN_MS`: how long in-flight requests may take to finish after the listener
     /// closes (default 10000); past it the process exits anyway.
     pub shutdown_drain: Duration,
+}
+
+/// Settings of the check suite. Each integration is `None` until its key setting is present.
+#[derive(Clone)]
+pub struct ChecksConfig {
+    /// `CHECK_TIMEOUT_MS`: every check's timeout unless overridden (default 5000).
+    pub default_timeout: Duration,
+    /// `CHECK_TIMEOUT_MS_<NAME>` (e.g. `CHECK_TIMEOUT_MS_STRIPE`): per-check overrides; the
+    /// database check defaults to 2000.
+    pub timeouts: BTreeMap<String, Duration>,
+    /// `REQUIRED_CHECKS`: comma-separated check names whose failure fails readiness and the gate
+    /// (default `database`).
+    pub required: BTreeSet<String>,
+    /// `OPENAI_API_KEY`, `OPENAI_BASE_URL` (default `https://api.openai.com/v1`).
+    pub openai: Option<OpenAiSettings>,
+    /// `STRIPE_SECRET_KEY`, `STRIPE_WEBHOOK_SECRET`, `STRIPE_API_BASE` (default `https://api.stripe.com`).
+    pub stripe: Option<StripeSettings>,
+    /// `CLOUDFLARE_API_TOKEN`, `CLOUDFLARE_ACCOUNT_ID`, `CLOUDFLARE_API_BASE`
+    /// (default `https://api.cloudflare.com/client/v4`).
+    pub cloudflare: Option<CloudflareSettings>,
+    /// `CLOUDFLARED_METRICS_URL`, `BASE_URL`, and `CLOUDFLARE_TUNNEL_ID` with the Cloudflare settings.
+    pub tunnel: TunnelSettings,
 }
 
 /// A configuration value that could not be used.
@@ -145,6 +186,8 @@ impl Config {
             return Err(ConfigError::new("DB_MAX_CONNECTIONS", "must be at least 1"));
         }
 
+        let checks = checks_config(&get)?;
+
         Ok(Self {
             database_url: SecretString::from(database_url),
             host,
@@ -158,7 +201,24 @@ impl Config {
             db_acquire_timeout: parse_ms(&get, "DB_ACQUIRE_TIMEOUT_MS", 5_000)?,
             db_max_connections,
             ready_cache_ttl: parse_ms(&get, "READY_CACHE_TTL_MS", 1_000)?,
-            db_check_timeout: parse_ms(&get, "DB_CHECK_TIMEOUT_MS", 2_000)?,
+            ready_external_cache_ttl: parse_ms(&get, "READY_EXTERNAL_CACHE_TTL_MS", 30_000)?,
+            checks,
+            doctor_interval: parse_ms(&get, "DOCTOR_INTERVAL_MS", 60_000)?,
+            doctor_min_interval: parse_ms(&get, "DOCTOR_MIN_INTERVAL_MS", 2_000)?,
+            doctor_escalate_after: match parse_num::<u32>(
+                &get,
+                "DOCTOR_ESCALATE_AFTER_RUNS",
+                3,
+                "a whole number",
+            )? {
+                0 => {
+                    return Err(ConfigError::new(
+                        "DOCTOR_ESCALATE_AFTER_RUNS",
+                        "must be at least 1",
+                    ))
+                }
+                n => n,
+            },
             shutdown_ready_delay: parse_ms(&get, "SHUTDOWN_READY_DELAY_MS", 0)?,
             shutdown_drain: parse_ms(&get, "SHUTDOWN_DRAIN_MS", 10_000)?,
         })
@@ -198,7 +258,14 @@ impl Config {
             "DB_ACQUIRE_TIMEOUT_MS": ms(self.db_acquire_timeout),
             "DB_MAX_CONNECTIONS": self.db_max_connections,
             "READY_CACHE_TTL_MS": ms(self.ready_cache_ttl),
-            "DB_CHECK_TIMEOUT_MS": ms(self.db_check_timeout),
+            "READY_EXTERNAL_CACHE_TTL_MS": ms(self.ready_external_cache_ttl),
+            "DOCTOR_INTERVAL_MS": ms(self.doctor_interval),
+            "DOCTOR_MIN_INTERVAL_MS": ms(self.doctor_min_interval),
+            "DOCTOR_ESCALATE_AFTER_RUNS": self.doctor_escalate_after,
+            "CHECK_TIMEOUT_MS": ms(self.checks.default_timeout),
+            "CHECK_TIMEOUT_MS_<NAME>": self.checks.timeouts.iter().map(|(k, v)| (k.to_ascii_uppercase(), json!(ms(*v)))).collect::<serde_json::Map<_, _>>(),
+            "REQUIRED_CHECKS": self.checks.required.iter().cloned().collect::<Vec<_>>().join(","),
+            "integrations": self.checks.masked(),
             "SHUTDOWN_READY_DELAY_MS": ms(self.shutdown_ready_delay),
             "SHUTDOWN_DRAIN_MS": ms(self.shutdown_drain),
         })
@@ -209,6 +276,162 @@ impl Config {
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Config({})", self.masked())
+    }
+}
+
+impl ChecksConfig {
+    /// Which integrations are configured, with masked ids only.
+    pub fn masked(&self) -> Value {
+        let openai = self.openai.as_ref();
+        let stripe = self.stripe.as_ref();
+        let cloudflare = self.cloudflare.as_ref();
+        let tunnel = &self.tunnel;
+        json!({
+            "openai": {
+                "configured": openai.is_some(),
+                "apiKey": openai.map(|o| mask_secret(o.api_key.expose_secret(), OPENAI_KEY_PREFIXES)),
+                "baseUrl": openai.map(|o| o.api_base.clone()),
+            },
+            "stripe": {
+                "configured": stripe.is_some(),
+                "secretKey": stripe.map(|s| mask_secret(s.secret_key.expose_secret(), checks::stripe::KEY_PREFIXES)),
+                "webhookSecret": {
+                    "configured": stripe.is_some_and(|s| s.webhook_secret.is_some()),
+                    "masked": stripe.and_then(|s| s.webhook_secret.as_ref()).map(|w| mask_secret(w.expose_secret(), checks::stripe::KEY_PREFIXES)),
+                },
+                "apiBase": stripe.map(|s| s.api_base.clone()),
+            },
+            "cloudflare": {
+                "configured": cloudflare.is_some(),
+                "apiToken": cloudflare.map(|c| mask_secret(c.token.expose_secret(), &[])),
+                "accountId": cloudflare.and_then(|c| c.account_id.as_deref()).map(|a| mask_secret(a, &[])),
+                "apiBase": cloudflare.map(|c| c.api_base.clone()),
+            },
+            "tunnel": {
+                "configured": tunnel.metrics_url.is_some() || tunnel.public_url.is_some() || tunnel.api.is_some(),
+                "hostname": tunnel.public_url.as_deref().and_then(|u| url::Url::parse(u).ok()).and_then(|u| u.host_str().map(str::to_owned)),
+                "publicUrl": tunnel.public_url.clone(),
+                "metricsUrl": tunnel.metrics_url.clone(),
+                "tunnelId": tunnel.api.as_ref().map(|a| mask_secret(&a.tunnel_id, &[])),
+                "cloudflareStatusApi": tunnel.api.is_some(),
+            },
+        })
+    }
+}
+
+/// Prefixes that may be shown in a masked OpenAI key.
+pub const OPENAI_KEY_PREFIXES: &[&str] = &["sk-proj-", "sk-svcacct-", "sk-admin-", "sk-"];
+
+fn checks_config(get: &impl Fn(&str) -> Option<String>) -> Result<ChecksConfig, ConfigError> {
+    let default_timeout = parse_ms(get, "CHECK_TIMEOUT_MS", 5_000)?;
+    let mut timeouts = BTreeMap::new();
+    timeouts.insert("database".to_owned(), Duration::from_millis(2_000));
+    for name in CHECK_NAMES {
+        let var: &'static str = match name {
+            "database" => "CHECK_TIMEOUT_MS_DATABASE",
+            "tunnel" => "CHECK_TIMEOUT_MS_TUNNEL",
+            "openai" => "CHECK_TIMEOUT_MS_OPENAI",
+            "stripe" => "CHECK_TIMEOUT_MS_STRIPE",
+            _ => "CHECK_TIMEOUT_MS_CLOUDFLARE",
+        };
+        if get(var).is_some() {
+            timeouts.insert(name.to_owned(), parse_ms(get, var, 0)?);
+        }
+    }
+    let required: BTreeSet<String> = get("REQUIRED_CHECKS")
+        .unwrap_or_else(|| "database".to_owned())
+        .split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if let Some(unknown) = required.iter().find(|r| !CHECK_NAMES.contains(&r.as_str())) {
+        return Err(ConfigError::new(
+            "REQUIRED_CHECKS",
+            format!(
+                "unknown check `{unknown}`; known checks are {}",
+                CHECK_NAMES.join(", ")
+            ),
+        ));
+    }
+
+    let openai = match get("OPENAI_API_KEY") {
+        Some(key) => Some(OpenAiSettings {
+            api_base: base_url(get, "OPENAI_BASE_URL", "https://api.openai.com/v1")?,
+            api_key: SecretString::from(key),
+        }),
+        None => None,
+    };
+    let stripe = match get("STRIPE_SECRET_KEY") {
+        Some(key) => Some(StripeSettings {
+            api_base: base_url(get, "STRIPE_API_BASE", "https://api.stripe.com")?,
+            secret_key: SecretString::from(key),
+            webhook_secret: get("STRIPE_WEBHOOK_SECRET").map(SecretString::from),
+        }),
+        None => None,
+    };
+    let cloudflare_base = base_url(
+        get,
+        "CLOUDFLARE_API_BASE",
+        "https://api.cloudflare.com/client/v4",
+    )?;
+    let account_id = get("CLOUDFLARE_ACCOUNT_ID");
+    let cloudflare = get("CLOUDFLARE_API_TOKEN").map(|token| CloudflareSettings {
+        api_base: cloudflare_base.clone(),
+        token: SecretString::from(token),
+        account_id: account_id.clone(),
+    });
+    let api = match (&cloudflare, &account_id, get("CLOUDFLARE_TUNNEL_ID")) {
+        (Some(cf), Some(account), Some(tunnel)) => Some(TunnelApi {
+            api_base: cloudflare_base,
+            account_id: account.clone(),
+            tunnel_id: tunnel,
+            token: cf.token.clone(),
+        }),
+        (_, _, Some(_)) => {
+            return Err(ConfigError::new(
+                "CLOUDFLARE_TUNNEL_ID",
+                "needs CLOUDFLARE_ACCOUNT_ID and CLOUDFLARE_API_TOKEN too, to ask Cloudflare for the tunnel's status",
+            ))
+        }
+        _ => None,
+    };
+    let tunnel = TunnelSettings {
+        metrics_url: optional_url(get, "CLOUDFLARED_METRICS_URL")?,
+        public_url: optional_url(get, "BASE_URL")?,
+        api,
+    };
+    Ok(ChecksConfig {
+        default_timeout,
+        timeouts,
+        required,
+        openai,
+        stripe,
+        cloudflare,
+        tunnel,
+    })
+}
+
+fn base_url(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: &str,
+) -> Result<String, ConfigError> {
+    Ok(optional_url(get, var)?.unwrap_or_else(|| default.to_owned()))
+}
+
+fn optional_url(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    let Some(raw) = get(var) else { return Ok(None) };
+    match url::Url::parse(&raw) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
+            Ok(Some(raw.trim_end_matches('/').to_owned()))
+        }
+        _ => Err(ConfigError::new(
+            var,
+            format!("`{raw}` is not an http(s) URL"),
+        )),
     }
 }
 
@@ -344,12 +567,60 @@ mod tests {
     }
 
     #[test]
+    fn checks_settings_are_validated() {
+        assert_eq!(
+            config(&[("REQUIRED_CHECKS", "database,redis")])
+                .unwrap_err()
+                .var,
+            "REQUIRED_CHECKS"
+        );
+        assert_eq!(
+            config(&[("OPENAI_API_KEY", "sk-x"), ("OPENAI_BASE_URL", "ftp://x")])
+                .unwrap_err()
+                .var,
+            "OPENAI_BASE_URL"
+        );
+        assert_eq!(
+            config(&[("CLOUDFLARE_TUNNEL_ID", "t")]).unwrap_err().var,
+            "CLOUDFLARE_TUNNEL_ID"
+        );
+        assert_eq!(
+            config(&[("CHECK_TIMEOUT_MS_STRIPE", "fast")])
+                .unwrap_err()
+                .var,
+            "CHECK_TIMEOUT_MS_STRIPE"
+        );
+        let c = config(&[
+            ("REQUIRED_CHECKS", " Database , stripe "),
+            ("CHECK_TIMEOUT_MS_STRIPE", "750"),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.checks
+                .required
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+            ["database", "stripe"]
+        );
+        assert_eq!(c.checks.timeouts["stripe"], Duration::from_millis(750));
+        assert!(c.checks.openai.is_none() && c.checks.stripe.is_none());
+    }
+
+    #[test]
     fn secrets_never_appear_in_errors_or_debug() {
         let err = config(&[("ADMIN_TOKEN", "tiny-secret")]).unwrap_err();
         assert!(!err.to_string().contains("tiny-secret"));
         let c = config(&[
             ("ADMIN_TOKEN", "admintoken-PLANTED-0123456789"),
             ("DATABASE_URL", "postgres://u:dbpass-PLANTED@h:5432/d"),
+            ("OPENAI_API_KEY", "sk-proj-PLANTED0123456789abcdef"),
+            ("STRIPE_SECRET_KEY", "sk_live_PLANTED0123456789abcdef"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_PLANTED0123456789abcdef"),
+            (
+                "CLOUDFLARE_API_TOKEN",
+                "cfPLANTED0123456789abcdefghijklmnop",
+            ),
         ])
         .unwrap();
         let shown = format!("{c:?} {}", c.masked());

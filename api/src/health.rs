@@ -1,29 +1,33 @@
 //! `/health/*`, `/health`, `/ready` and `/version`: what load balancers and Kubernetes probe.
 //!
-//! Readiness reuses the `database` check of the check suite, served from a result no older than
-//! `READY_CACHE_TTL_MS`, so a storm of probes costs one database check per TTL.
+//! Readiness runs the required checks through the one registry, each served from a result no
+//! older than its TTL, so a storm of probes costs one database check per `READY_CACHE_TTL_MS`.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use checks::{database, with_timeout, CheckResult, Status};
-use sea_orm::DatabaseConnection;
+use checks::{database, CheckResult, Registry, Status};
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio::sync::Mutex;
 
 use crate::config::Config;
 use crate::state::{AppState, Lifecycle};
+use crate::suite::{LatestResults, Observed};
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/health/live", get(live))
         .route("/health", get(live))
         .route("/health/ready", get(ready))
+        .route("/health/db", get(db))
         .route("/ready", get(ready))
         .route("/version", get(version))
 }
@@ -34,24 +38,51 @@ async fn live() -> Response {
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
-    let (check, age) = state.readiness.database().await;
+    let required = state.readiness.required();
+    let results = state.readiness.results(&required).await;
     let shutting_down = state.lifecycle.is_shutting_down();
-    let ok = check.is_pass() && !shutting_down;
+    let failing = results.iter().any(|o| o.result.status == Status::Fail);
+    let ok = !failing && !shutting_down && results.len() == required.len();
+    let checks: serde_json::Map<String, serde_json::Value> = results
+        .iter()
+        .map(|o| {
+            let r = &o.result;
+            let entry = json!({
+                "status": r.status,
+                "reason": r.reason,
+                "message": r.message,
+                "hint": r.hint,
+                "latencyMs": r.latency_ms,
+                "ageMs": u64::try_from(o.age().as_millis()).unwrap_or(u64::MAX),
+            });
+            (r.name.clone(), entry)
+        })
+        .collect();
     let body = json!({
         "status": if ok { "ready" } else { "not_ready" },
         "shuttingDown": shutting_down,
-        "checks": {
-            "database": {
-                "status": check.status,
-                "reason": check.reason,
-                "message": check.message,
-                "hint": check.hint,
-                "latencyMs": check.latency_ms,
-                "ageMs": u64::try_from(age.as_millis()).unwrap_or(u64::MAX),
-            }
-        }
+        "checks": checks,
     });
     let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    no_store((status, Json(body)).into_response())
+}
+
+/// `GET /health/db`: whether the database is ready, and how fast it answers.
+async fn db(State(state): State<AppState>) -> Response {
+    let observed = state.readiness.database().await;
+    let r = &observed.result;
+    let ready = r.is_pass();
+    let body = json!({
+        "ready": ready,
+        "latencyMs": r.observed.get("latency_baseline_ms").cloned().unwrap_or(json!(r.latency_ms)),
+        "reason": r.reason,
+        "ageMs": u64::try_from(observed.age().as_millis()).unwrap_or(u64::MAX),
+    });
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -74,64 +105,115 @@ fn no_store(mut response: Response) -> Response {
     response
 }
 
-/// The cached database check behind readiness.
+/// Readiness: the required checks (the database always among them), each served from a result
+/// younger than its TTL; stale ones are re-run together, once, however many probes arrive.
 pub struct Readiness {
-    db: DatabaseConnection,
-    location: String,
-    ttl: Duration,
-    timeout: Duration,
+    registry: Registry,
+    latest: Arc<LatestResults>,
+    db_ttl: Duration,
+    external_ttl: Duration,
     lifecycle: Lifecycle,
-    /// Held while a check runs, so concurrent probes wait for that one check (single flight).
-    latest: Mutex<Option<(Instant, CheckResult)>>,
+    /// Held while stale checks re-run, so concurrent probes wait for that one run (single flight).
+    refresh: Mutex<()>,
     checks_run: AtomicU64,
+    last_db_failure: std::sync::Mutex<Option<(DateTime<Utc>, CheckResult)>>,
 }
 
 impl Readiness {
-    pub fn new(db: DatabaseConnection, config: &Config, lifecycle: Lifecycle) -> Self {
+    pub fn new(
+        registry: Registry,
+        latest: Arc<LatestResults>,
+        config: &Config,
+        lifecycle: Lifecycle,
+    ) -> Self {
         Self {
-            db,
-            location: config.database_location(),
-            ttl: config.ready_cache_ttl,
-            timeout: config.db_check_timeout,
+            registry,
+            latest,
+            db_ttl: config.ready_cache_ttl,
+            external_ttl: config.ready_external_cache_ttl.max(config.ready_cache_ttl),
             lifecycle,
-            latest: Mutex::new(None),
+            refresh: Mutex::new(()),
             checks_run: AtomicU64::new(0),
+            last_db_failure: std::sync::Mutex::new(None),
         }
     }
 
-    /// The latest database check and its age, running a new one if the cached one is stale.
-    pub async fn database(&self) -> (CheckResult, Duration) {
-        let mut latest = self.latest.lock().await;
-        if let Some((at, result)) = latest.as_ref() {
-            if at.elapsed() < self.ttl {
-                return (result.clone(), at.elapsed());
+    /// The checks readiness depends on: the database and every required check.
+    pub fn required(&self) -> BTreeSet<String> {
+        let mut names = self.registry.policy().required.clone();
+        names.insert(database::NAME.to_owned());
+        names
+    }
+
+    fn ttl(&self, name: &str) -> Duration {
+        if name == database::NAME {
+            self.db_ttl
+        } else {
+            self.external_ttl
+        }
+    }
+
+    fn stale(&self, names: &BTreeSet<String>) -> BTreeSet<String> {
+        names
+            .iter()
+            .filter(|n| self.latest.get(n).is_none_or(|o| o.age() >= self.ttl(n)))
+            .cloned()
+            .collect()
+    }
+
+    /// Fresh-enough results for `names`, in registry order, re-running the stale ones.
+    pub async fn results(&self, names: &BTreeSet<String>) -> Vec<Observed> {
+        if !self.stale(names).is_empty() {
+            let _running = self.refresh.lock().await;
+            let stale = self.stale(names);
+            if !stale.is_empty() {
+                self.checks_run.fetch_add(1, Ordering::Relaxed);
+                let run = self.registry.run(Some(&stale)).await;
+                self.latest.record(&run.results);
+                for r in &run.results {
+                    if r.name == database::NAME && r.status != Status::Pass {
+                        if !self.lifecycle.is_shutting_down() {
+                            tracing::warn!(reason = ?r.reason, message = %r.message, "database not ready");
+                        }
+                        if let Ok(mut last) = self.last_db_failure.lock() {
+                            *last = Some((Utc::now(), r.clone()));
+                        }
+                    }
+                }
             }
         }
-        let result = self.run().await;
-        *latest = Some((Instant::now(), result.clone()));
-        (result, Duration::ZERO)
+        self.registry
+            .names()
+            .into_iter()
+            .filter(|n| names.contains(*n))
+            .filter_map(|n| self.latest.get(n))
+            .collect()
     }
 
-    /// Forgets the cached result (after migrations are applied, say).
-    pub async fn invalidate(&self) {
-        *self.latest.lock().await = None;
+    /// The database check, from a result no older than `READY_CACHE_TTL_MS`.
+    pub async fn database(&self) -> Observed {
+        let names = BTreeSet::from([database::NAME.to_owned()]);
+        self.results(&names)
+            .await
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| {
+                // Not expected: the registry always holds the database check.
+                Observed::now(CheckResult::fail(
+                    database::NAME,
+                    checks::Reason::Unreachable,
+                    "no database check is registered",
+                    "report this as a bug",
+                ))
+            })
     }
 
-    async fn run(&self) -> CheckResult {
-        self.checks_run.fetch_add(1, Ordering::Relaxed);
-        let result = with_timeout(
-            database::NAME,
-            self.timeout,
-            database::check(&self.db, &self.location),
-        )
-        .await;
-        if result.status != Status::Pass && !self.lifecycle.is_shutting_down() {
-            tracing::warn!(reason = ?result.reason, message = %result.message, "database not ready");
-        }
-        result
+    /// The most recent failing database result, for the doctor's bundle.
+    pub fn last_database_failure(&self) -> Option<(DateTime<Utc>, CheckResult)> {
+        self.last_db_failure.lock().ok()?.clone()
     }
 
-    /// How many database checks readiness has run, for measuring probe-storm protection.
+    /// How many times readiness has run checks, for measuring probe-storm protection.
     pub fn checks_run(&self) -> u64 {
         self.checks_run.load(Ordering::Relaxed)
     }

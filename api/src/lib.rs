@@ -4,12 +4,14 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod doctor;
 pub mod error;
 pub mod extract;
 pub mod health;
 pub mod incidents;
 pub mod server;
 pub mod state;
+pub mod suite;
 pub mod telemetry;
 
 pub use config::Config;

@@ -19,7 +19,7 @@ use tracing::Level;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{auth, db, health, incidents};
+use crate::{auth, db, doctor, health, incidents};
 
 /// Every route of the service, with its middleware. Tests drive this with `oneshot`.
 pub fn router(state: AppState) -> Router {
@@ -29,6 +29,7 @@ pub fn router(state: AppState) -> Router {
     ));
     Router::new()
         .merge(health::router())
+        .merge(doctor::routes::public_router())
         .merge(admin)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

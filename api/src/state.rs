@@ -7,9 +7,11 @@ use axum::extract::FromRef;
 use sea_orm::DatabaseConnection;
 
 use crate::config::Config;
+use crate::doctor::Doctor;
 use crate::extract::BodyLimit;
 use crate::health::Readiness;
 use crate::incidents::IncidentStore;
+use crate::suite::{build_registry, LatestResults};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -17,18 +19,35 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub incidents: IncidentStore,
     pub readiness: Arc<Readiness>,
+    pub doctor: Arc<Doctor>,
     pub lifecycle: Lifecycle,
 }
 
 impl AppState {
     pub fn new(config: Config, db: DatabaseConnection) -> Self {
         let lifecycle = Lifecycle::default();
-        let readiness = Arc::new(Readiness::new(db.clone(), &config, lifecycle.clone()));
+        let registry = build_registry(&config, db.clone());
+        let latest = Arc::new(LatestResults::default());
+        let readiness = Arc::new(Readiness::new(
+            registry.clone(),
+            latest.clone(),
+            &config,
+            lifecycle.clone(),
+        ));
+        let incidents = IncidentStore::new(db.clone());
+        let doctor = Arc::new(Doctor::new(
+            registry,
+            latest,
+            incidents.clone(),
+            config.doctor_min_interval,
+            config.doctor_escalate_after,
+        ));
         Self {
-            incidents: IncidentStore::new(db.clone()),
+            incidents,
             config: Arc::new(config),
             db,
             readiness,
+            doctor,
             lifecycle,
         }
     }

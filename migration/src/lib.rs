@@ -7,11 +7,12 @@ use sea_orm_migration::prelude::*;
 use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
 
 mod m20261122_000001_ops_incident;
+mod m20261122_000002_ops_doctor_run;
 
 pub use sea_orm_migration::MigratorTrait;
 
 /// Tables the service cannot work without; the database check verifies they exist.
-pub const REQUIRED_TABLES: &[&str] = &["OpsIncident", "OpsIncidentEvent"];
+pub const REQUIRED_TABLES: &[&str] = &["OpsIncident", "OpsIncidentEvent", "OpsDoctorRun"];
 
 /// The table in which sea-orm-migration records applied migrations.
 pub const MIGRATIONS_TABLE: &str = "seaql_migrations";
@@ -22,7 +23,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_ops_incident::Migration)]
+        vec![
+            Box::new(m20261122_000001_ops_incident::Migration),
+            Box::new(m20261122_000002_ops_doctor_run::Migration),
+        ]
     }
 }
 

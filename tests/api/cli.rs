@@ -91,16 +91,22 @@ async fn migrate_up_status_down_and_fresh() {
     let (exit, _, stderr) = run_cli(Some(&db), &[], &["migrate", "fresh", "--yes"]);
     assert!(exit.success(), "{stderr}");
 
+    let tables = |conn: sea_orm::DatabaseConnection| async move {
+        use sea_orm::{ConnectionTrait, Statement};
+        let rows = conn
+            .query_all(Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'Ops%' ORDER BY name",
+            ))
+            .await
+            .unwrap();
+        rows.iter().map(|r| r.try_get::<String>("", "name").unwrap()).collect::<Vec<_>>()
+    };
+    assert_eq!(tables(db.connect().await).await, ["OpsDoctorRun", "OpsIncident", "OpsIncidentEvent"]);
     let (exit, stdout, stderr) = run_cli(Some(&db), &[], &["migrate", "down"]);
     assert!(exit.success(), "{stdout}{stderr}");
-    let conn = db.connect().await;
-    use sea_orm::{ConnectionTrait, Statement};
-    let rows = conn
-        .query_all(Statement::from_string(
-            sea_orm::DbBackend::Sqlite,
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'OpsIncident%'",
-        ))
-        .await
-        .unwrap();
-    assert!(rows.is_empty(), "down drops the incident tables");
+    assert_eq!(tables(db.connect().await).await, ["OpsIncident", "OpsIncidentEvent"], "down reverts the latest migration");
+    let (exit, _, stderr) = run_cli(Some(&db), &[], &["migrate", "down", "--steps", "5"]);
+    assert!(exit.success(), "{stderr}");
+    assert!(tables(db.connect().await).await.is_empty(), "down --steps reverts them all");
 }

@@ -9,13 +9,28 @@ use crate::on_both_backends;
 
 on_both_backends!(migrations_equal_the_prisma_contract);
 
-const TABLES: &str = "('OpsIncident', 'OpsIncidentEvent')";
+/// Every table the service creates: the contract's two and those Prisma generated for ours.
+const TABLES: &str = "('OpsIncident', 'OpsIncidentEvent', 'OpsDoctorRun')";
 
-fn contract(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Postgres => include_str!("../contract/postgresql.sql"),
-        Backend::Sqlite => include_str!("../contract/sqlite.sql"),
-    }
+/// The contract's DDL followed by the Prisma-generated DDL of each later migration.
+fn contract(backend: Backend) -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/contract");
+    let (base, dir) = match backend {
+        Backend::Postgres => ("postgresql.sql", "postgresql"),
+        Backend::Sqlite => ("sqlite.sql", "sqlite"),
+    };
+    let mut scripts = vec![std::fs::read_to_string(root.join(base)).unwrap()];
+    let mut generated: Vec<_> = std::fs::read_dir(root.join("generated").join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    generated.sort();
+    scripts.extend(
+        generated
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap()),
+    );
+    scripts
 }
 
 async fn migrations_equal_the_prisma_contract(backend: Backend) {
@@ -23,7 +38,9 @@ async fn migrations_equal_the_prisma_contract(backend: Backend) {
         return;
     };
     let reference = migrated.sibling().await;
-    reference.run_script(contract(backend)).await;
+    for script in contract(backend) {
+        reference.run_script(&script).await;
+    }
     let (exit, stdout, stderr) = run_cli(Some(&migrated), &[], &["migrate", "up"]);
     assert!(exit.success(), "{stdout}{stderr}");
 
@@ -99,5 +116,19 @@ fn the_contract_copy_matches_the_shared_reference() {
             ours, theirs,
             "tests/contract/{file} drifted from the shared contract"
         );
+    }
+}
+
+#[test]
+fn docs_schema_prisma_describes_every_table() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let docs = std::fs::read_to_string(root.join("docs/schema.prisma")).unwrap();
+    let models = std::fs::read_to_string(root.join("tests/contract/generated/schema.prisma")).unwrap();
+    assert!(docs.ends_with(&models), "docs/schema.prisma must end with tests/contract/generated/schema.prisma");
+    let contract = std::fs::read_to_string(root.join("tests/contract/ops-incident.prisma")).unwrap();
+    assert!(models.starts_with(&contract), "the generated schema extends the contract unchanged");
+    for table in TABLES.trim_matches(|c| c == '(' || c == ')').split(", ") {
+        let model = format!("model {} {{", table.trim_matches('\''));
+        assert!(docs.contains(&model), "docs/schema.prisma lacks {model}");
     }
 }

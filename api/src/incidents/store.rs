@@ -12,9 +12,9 @@ use entity::{
 };
 use sea_orm::sea_query::{Expr, SimpleExpr};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbBackend,
-    DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Statement,
-    TransactionTrait,
+    ActiveEnum, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
+    DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
+    Statement, TransactionTrait,
 };
 use serde_json::{json, Map, Value};
 use tokio::sync::Mutex;
@@ -317,6 +317,79 @@ impl IncidentStore {
             .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
         txn.commit().await?;
         Ok((incident, event))
+    }
+
+    /// Open incidents whose `detailsJson` has every given key equal to the given text value.
+    pub async fn open_with_details(
+        &self,
+        details: &[(&str, &str)],
+    ) -> Result<Vec<incident::Model>, StoreError> {
+        let mut query = incident::Entity::find().filter(incident::Column::ResolvedAt.is_null());
+        for (key, value) in details {
+            if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                continue;
+            }
+            query = query.filter(
+                Expr::expr(Expr::cust(format!(
+                    r#""OpsIncident"."detailsJson" ->> '{key}'"#
+                )))
+                .eq(*value),
+            );
+        }
+        Ok(query
+            .order_by_asc(incident::Column::CreatedAt)
+            .all(&self.db)
+            .await?)
+    }
+
+    /// How many events of a type an incident's timeline holds.
+    pub async fn count_events(&self, id: &str, event_type: EventType) -> Result<u64, StoreError> {
+        use sea_orm::PaginatorTrait;
+        Ok(event::Entity::find()
+            .filter(event::Column::IncidentId.eq(id))
+            .filter(event::Column::EventType.eq(event_type))
+            .count(&self.db)
+            .await?)
+    }
+
+    /// Raises an open incident to CRITICAL and appends `ESCALATED`.
+    #[tracing::instrument(skip_all, fields(incident_id = %id))]
+    pub async fn escalate(
+        &self,
+        id: &str,
+        message: String,
+        metadata: Map<String, Value>,
+    ) -> Result<event::Model, StoreError> {
+        let _guard = self.write_guard().await;
+        let txn = self.db.begin().await?;
+        let updated = incident::Entity::update_many()
+            .col_expr(incident::Column::Severity, Severity::Critical.as_enum())
+            .filter(incident::Column::Id.eq(id))
+            .filter(incident::Column::ResolvedAt.is_null())
+            .exec(&txn)
+            .await?;
+        if updated.rows_affected == 0 {
+            txn.rollback().await?;
+            return Err(StoreError::Resolved(id.to_owned()));
+        }
+        let event = insert_event(&txn, id, now(), EventType::Escalated, message, metadata).await?;
+        txn.commit().await?;
+        Ok(event)
+    }
+
+    /// The most recent events of the given types across incidents, newest first.
+    pub async fn recent_events(
+        &self,
+        types: &[EventType],
+        limit: u64,
+    ) -> Result<Vec<event::Model>, StoreError> {
+        Ok(event::Entity::find()
+            .filter(event::Column::EventType.is_in(types.iter().copied()))
+            .order_by_desc(event::Column::CreatedAt)
+            .order_by_desc(event::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<incident::Model>, StoreError> {

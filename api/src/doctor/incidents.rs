@@ -1,0 +1,187 @@
+//! Failures open or extend incidents; a failure that persists is escalated; a check that passes
+//! again records `RECOVERY_SUCCESS` and resolves its incidents.
+
+use checks::{CheckResult, Registry, Status};
+use entity::{Category, EventType, Severity};
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+
+use crate::incidents::store::NewIncident;
+use crate::incidents::IncidentStore;
+
+/// Marks the incidents the doctor manages, so recovery resolves only its own.
+const SOURCE: &str = "doctor";
+
+/// What a run did to one incident.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IncidentAction {
+    pub check: String,
+    /// `opened`, `extended`, `escalated` or `resolved`.
+    pub action: &'static str,
+    pub incident_id: String,
+    pub fingerprint: String,
+}
+
+fn category(check: &str) -> Category {
+    match check {
+        "database" => Category::Db,
+        "tunnel" => Category::Tunnel,
+        _ => Category::Api,
+    }
+}
+
+/// Applies a run's results to the incident store; returns the actions and how many failed.
+pub async fn apply(
+    store: &IncidentStore,
+    registry: &Registry,
+    results: &[CheckResult],
+    escalate_after: u32,
+) -> (Vec<IncidentAction>, usize) {
+    let mut actions = Vec::new();
+    let mut failed = 0;
+    for result in results {
+        let outcome = match result.status {
+            Status::Fail => {
+                on_failure(
+                    store,
+                    registry.is_required(&result.name),
+                    result,
+                    escalate_after,
+                )
+                .await
+            }
+            Status::Pass | Status::Warn => on_recovery(store, result).await,
+            Status::Skipped => Ok(Vec::new()),
+        };
+        match outcome {
+            Ok(done) => actions.extend(done),
+            Err(err) => {
+                failed += 1;
+                tracing::error!(check = %result.name, error = %err, "recording the check's incident failed");
+            }
+        }
+    }
+    (actions, failed)
+}
+
+fn reason_text(result: &CheckResult) -> String {
+    result
+        .reason
+        .and_then(|r| serde_json::to_value(r).ok())
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+async fn on_failure(
+    store: &IncidentStore,
+    required: bool,
+    result: &CheckResult,
+    escalate_after: u32,
+) -> Result<Vec<IncidentAction>, crate::incidents::StoreError> {
+    let reason = reason_text(result);
+    let fingerprint = format!("check:{}:{reason}", result.name);
+    let mut details = Map::new();
+    details.insert("source".into(), SOURCE.into());
+    details.insert("check".into(), result.name.clone().into());
+    details.insert("reason".into(), reason.clone().into());
+    details.insert("required".into(), required.into());
+    details.insert("message".into(), result.message.clone().into());
+    details.insert("hint".into(), json!(result.hint));
+    details.insert("observed".into(), Value::Object(result.observed.clone()));
+    let opened = store
+        .open(NewIncident {
+            severity: if required {
+                Severity::Critical
+            } else {
+                Severity::Warn
+            },
+            category: category(&result.name),
+            summary: format!(
+                "{} check failing ({reason}): {}",
+                result.name, result.message
+            ),
+            details,
+            fingerprint: Some(fingerprint.clone()),
+        })
+        .await?;
+    let id = opened.incident.id.clone();
+    let mut actions = vec![IncidentAction {
+        check: result.name.clone(),
+        action: if opened.deduplicated {
+            "extended"
+        } else {
+            "opened"
+        },
+        incident_id: id.clone(),
+        fingerprint: fingerprint.clone(),
+    }];
+    if opened.deduplicated {
+        let seen = store.count_events(&id, EventType::Detected).await?;
+        let escalated = store.count_events(&id, EventType::Escalated).await? > 0;
+        if seen >= u64::from(escalate_after) && !escalated {
+            let message = format!(
+                "{} has failed in {seen} runs in a row; escalated to CRITICAL",
+                result.name
+            );
+            let metadata = json!({ "consecutiveRuns": seen, "threshold": escalate_after });
+            store
+                .escalate(
+                    &id,
+                    message,
+                    metadata.as_object().cloned().unwrap_or_default(),
+                )
+                .await?;
+            actions.push(IncidentAction {
+                check: result.name.clone(),
+                action: "escalated",
+                incident_id: id,
+                fingerprint,
+            });
+        }
+    }
+    Ok(actions)
+}
+
+async fn on_recovery(
+    store: &IncidentStore,
+    result: &CheckResult,
+) -> Result<Vec<IncidentAction>, crate::incidents::StoreError> {
+    let open = store
+        .open_with_details(&[("source", SOURCE), ("check", &result.name)])
+        .await?;
+    let mut actions = Vec::new();
+    for incident in open {
+        let fingerprint = incident.details_json["fingerprint"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let metadata = json!({ "status": result.status, "latencyMs": result.latency_ms });
+        let metadata = metadata.as_object().cloned().unwrap_or_default();
+        store
+            .append_event(
+                &incident.id,
+                crate::incidents::store::NewEvent {
+                    event_type: EventType::RecoverySuccess,
+                    message: format!("{} check passes again: {}", result.name, result.message),
+                    metadata: metadata.clone(),
+                },
+            )
+            .await?;
+        let note = format!(
+            "resolved automatically: the {} check passed again",
+            result.name
+        );
+        match store.resolve(&incident.id, Some(note), metadata).await {
+            Ok(_) | Err(crate::incidents::StoreError::AlreadyResolved { .. }) => {}
+            Err(err) => return Err(err),
+        }
+        actions.push(IncidentAction {
+            check: result.name.clone(),
+            action: "resolved",
+            incident_id: incident.id,
+            fingerprint,
+        });
+    }
+    Ok(actions)
+}

@@ -1,0 +1,8 @@
+//! The doctor: runs the check suite, stores each run, turns failures into incidents and
+//! recoveries into resolutions, and serves the diagnostic bundle.
+
+mod incidents;
+pub mod routes;
+mod service;
+
+pub use service::{Doctor, DoctorError, RunRecord, Trigger};

@@ -1,0 +1,298 @@
+//! `POST /ops/doctor/run`, `GET /ops/doctor` (the diagnostic bundle) and `GET /health/status`
+//! (the latest results in the IETF health-check format).
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use checks::{overall, CheckResult, Status};
+use chrono::{DateTime, Utc};
+use entity::EventType;
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+
+use super::service::status_str;
+use super::{DoctorError, Trigger};
+use crate::error::{ApiError, ApiResult};
+use crate::incidents::dto::{EventJson, IncidentJson};
+use crate::incidents::store::{IncidentFilter, OpenState};
+use crate::state::AppState;
+
+/// Admin routes (mounted behind the bearer-token layer).
+pub fn admin_router() -> Router<AppState> {
+    Router::new()
+        .route("/ops/doctor/run", post(run))
+        .route("/ops/doctor", get(bundle))
+}
+
+/// Public routes: status for anyone, details for an admin.
+pub fn public_router() -> Router<AppState> {
+    Router::new().route("/health/status", get(status))
+}
+
+async fn run(State(state): State<AppState>) -> Result<Response, ApiError> {
+    match state.doctor.run(Trigger::Api, true).await {
+        Ok((record, shared)) => {
+            let mut body = serde_json::to_value(record.as_ref()).unwrap_or_default();
+            body["shared"] = json!(shared);
+            Ok(Json(body).into_response())
+        }
+        Err(err @ DoctorError::RateLimited { retry_after, .. }) => {
+            let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            let body = json!({ "error": {
+                "code": "rate_limited",
+                "message": format!("{err}; GET /ops/doctor shows the latest results"),
+                "field": null,
+            }});
+            let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            Ok(response)
+        }
+    }
+}
+
+/// The latest run's results with their time, from the database or, if it is down, this process.
+async fn latest_results(
+    state: &AppState,
+) -> Option<(
+    Option<String>,
+    String,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    u64,
+    Vec<CheckResult>,
+)> {
+    match state.doctor.latest_run().await {
+        Ok(Some(row)) => {
+            let results: Vec<CheckResult> =
+                serde_json::from_value(row.results_json).unwrap_or_default();
+            Some((
+                Some(row.id),
+                row.trigger,
+                row.created_at.and_utc(),
+                row.finished_at.and_utc(),
+                u64::try_from(row.duration_ms).unwrap_or(0),
+                results,
+            ))
+        }
+        Ok(None) => None,
+        Err(err) => {
+            tracing::warn!(error = %err, "reading the latest doctor run failed; using this process's");
+            let record = state.doctor.latest_in_process().await?;
+            let trigger = serde_json::to_value(record.trigger)
+                .ok()?
+                .as_str()?
+                .to_owned();
+            Some((
+                record.id.clone(),
+                trigger,
+                record.run.started_at,
+                record.run.finished_at,
+                record.run.duration_ms,
+                record.run.results.clone(),
+            ))
+        }
+    }
+}
+
+async fn bundle(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let now = Utc::now();
+    let mut errors: Vec<String> = Vec::new();
+    let latest = latest_results(&state).await;
+    let registry = state.doctor.registry();
+
+    let database = state.readiness.database().await;
+    let last_db_failure = state.readiness.last_database_failure();
+    let open = match state
+        .incidents
+        .list(
+            &IncidentFilter {
+                state: Some(OpenState::Open),
+                ..Default::default()
+            },
+            50,
+            None,
+        )
+        .await
+    {
+        Ok(page) => Some(
+            page.items
+                .into_iter()
+                .map(IncidentJson::from)
+                .collect::<Vec<_>>(),
+        ),
+        Err(err) => {
+            tracing::warn!(error = %err, "listing open incidents failed");
+            errors.push("open incidents could not be read: the database is unavailable".to_owned());
+            None
+        }
+    };
+    let recovery_types = [
+        EventType::RecoveryAttempted,
+        EventType::RecoverySuccess,
+        EventType::RecoveryFailed,
+        EventType::Resolved,
+    ];
+    let recovery = match state.incidents.recent_events(&recovery_types, 20).await {
+        Ok(events) => Some(events.into_iter().map(EventJson::from).collect::<Vec<_>>()),
+        Err(err) => {
+            tracing::warn!(error = %err, "listing recovery events failed");
+            errors.push(
+                "recent recovery events could not be read: the database is unavailable".to_owned(),
+            );
+            None
+        }
+    };
+
+    let mut actions: Vec<Value> = Vec::new();
+    let latest_json = latest
+        .as_ref()
+        .map(|(id, trigger, started, finished, duration, results)| {
+            for r in results
+                .iter()
+                .filter(|r| matches!(r.status, Status::Fail | Status::Warn))
+            {
+                actions.push(json!({
+                    "check": r.name,
+                    "status": r.status,
+                    "reason": r.reason,
+                    "required": registry.is_required(&r.name),
+                    "action": r.hint,
+                }));
+            }
+            json!({
+                "id": id,
+                "trigger": trigger,
+                "startedAt": started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "finishedAt": finished.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "ageSeconds": (now - *finished).num_milliseconds() as f64 / 1000.0,
+                "status": status_str(overall(results, &registry.policy().required)),
+                "durationMs": duration,
+                "results": results,
+            })
+        });
+    if latest.is_none() {
+        actions.push(json!({ "check": null, "status": "warn", "reason": null, "required": false,
+            "action": "no doctor run yet: POST /ops/doctor/run, or set DOCTOR_INTERVAL_MS for the background monitor" }));
+    }
+    // Required failures first, then other failures, then warnings.
+    actions.sort_by_key(|a| (a["required"] != true, a["status"] != "fail"));
+
+    let db = &database.result;
+    let mut configuration = state.config.checks.masked();
+    configuration["database"] = json!({
+        "configured": true,
+        "backend": db.observed.get("backend"),
+        "location": state.config.database_location(),
+    });
+    configuration["adminToken"] = json!({ "configured": state.config.admin_token.is_some() });
+    Ok(Json(json!({
+        "generatedAt": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "version": env!("CARGO_PKG_VERSION"),
+        "requiredChecks": registry.policy().required,
+        "latestRun": latest_json,
+        "configuration": configuration,
+        "database": {
+            "ready": db.is_pass(),
+            "status": db.status,
+            "reason": db.reason,
+            "latencyMs": db.observed.get("latency_baseline_ms").cloned().unwrap_or(json!(db.latency_ms)),
+            "checkedAt": database.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            "lastError": last_db_failure.map(|(at, r)| json!({
+                "at": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "reason": r.reason,
+                "message": r.message,
+                "hint": r.hint,
+            })),
+        },
+        "openIncidents": open,
+        "recentRecoveryEvents": recovery,
+        "recommendedActions": actions,
+        "errors": errors,
+    })))
+}
+
+fn is_admin(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some(expected) = &state.config.admin_token else {
+        return false;
+    };
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .is_some_and(|t| crate::auth::token_matches(t.trim(), expected.expose_secret()))
+}
+
+fn component_type(name: &str) -> &'static str {
+    match name {
+        "database" => "datastore",
+        "tunnel" => "system",
+        _ => "component",
+    }
+}
+
+/// The IETF health-check format (draft-inadarei-api-health-check): 200 for pass and warn, 503 for
+/// fail; anyone gets the status, an admin gets every check.
+async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let database = state.readiness.database().await;
+    let (mut results, measured_at) = match latest_results(&state).await {
+        Some((_, _, _, finished, _, results)) => (results, Some(finished)),
+        None => (Vec::new(), None),
+    };
+    results.retain(|r| r.name != database.result.name);
+    let required = &state.doctor.registry().policy().required;
+    let mut all = vec![(database.result.clone(), database.at)];
+    all.extend(
+        results
+            .into_iter()
+            .map(|r| (r, measured_at.unwrap_or(database.at))),
+    );
+    let plain: Vec<CheckResult> = all.iter().map(|(r, _)| r.clone()).collect();
+    let status = overall(&plain, required);
+    let mut body = json!({ "status": status_str(status) });
+    if is_admin(&state, &headers) {
+        let checks: serde_json::Map<String, Value> = all
+            .iter()
+            .filter(|(r, _)| r.status != Status::Skipped)
+            .map(|(r, at)| {
+                let mut entry = json!({
+                    "componentId": r.name,
+                    "componentType": component_type(&r.name),
+                    "observedValue": r.latency_ms,
+                    "observedUnit": "ms",
+                    "status": status_str(r.status),
+                    "time": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                });
+                if r.status != Status::Pass {
+                    entry["output"] = json!(r.message);
+                }
+                (format!("{}:responseTime", r.name), json!([entry]))
+            })
+            .collect();
+        body["version"] = json!("1");
+        body["releaseId"] = json!(env!("CARGO_PKG_VERSION"));
+        body["serviceId"] = json!("opsdoctor");
+        body["description"] = json!("health of the stack opsdoctor watches");
+        body["checks"] = Value::Object(checks);
+    }
+    let code = if status == Status::Fail {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    let mut response = (code, Json(body)).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/health+json"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

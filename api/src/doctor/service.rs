@@ -1,0 +1,241 @@
+//! Running the suite: one run in flight at a time (concurrent callers share it), a minimum
+//! interval between new runs, persistence, and the background monitor.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use checks::{Registry, Status, SuiteRun};
+use entity::ops_doctor_run as run_row;
+use sea_orm::{ActiveValue::Set, DatabaseConnection, DbErr, EntityTrait, QueryOrder};
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use super::incidents::{apply, IncidentAction};
+use crate::incidents::store::new_id;
+use crate::incidents::IncidentStore;
+use crate::suite::LatestResults;
+
+/// Who asked for a run; stored with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Api,
+    Monitor,
+    Cli,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Api => "api",
+            Trigger::Monitor => "monitor",
+            Trigger::Cli => "cli",
+        }
+    }
+}
+
+/// A finished run, as returned by `POST /ops/doctor/run`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    /// The stored run's id; `None` when it could not be stored (database down).
+    pub id: Option<String>,
+    pub trigger: Trigger,
+    #[serde(flatten)]
+    pub run: SuiteRun,
+    /// What the run did to incidents.
+    pub incidents: Vec<IncidentAction>,
+    /// Problems recording the run (never a secret; the causes are logged).
+    pub warnings: Vec<String>,
+    #[serde(skip)]
+    finished: Instant,
+}
+
+/// Why a run was not started.
+#[derive(Debug, thiserror::Error)]
+pub enum DoctorError {
+    #[error("a run started {elapsed_ms} ms ago; runs are limited to one per {limit_ms} ms")]
+    RateLimited {
+        retry_after: Duration,
+        elapsed_ms: u64,
+        limit_ms: u64,
+    },
+}
+
+pub struct Doctor {
+    registry: Registry,
+    latest: Arc<LatestResults>,
+    store: IncidentStore,
+    db: DatabaseConnection,
+    min_interval: Duration,
+    escalate_after: u32,
+    /// Held for the whole of a run; the last finished run, for callers who arrived during it.
+    running: Mutex<Option<Arc<RunRecord>>>,
+    last_started: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Doctor {
+    pub fn new(
+        registry: Registry,
+        latest: Arc<LatestResults>,
+        store: IncidentStore,
+        min_interval: Duration,
+        escalate_after: u32,
+    ) -> Self {
+        Self {
+            registry,
+            latest,
+            db: store.connection().clone(),
+            store,
+            min_interval,
+            escalate_after,
+            running: Mutex::new(None),
+            last_started: std::sync::Mutex::new(None),
+        }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Runs the suite, or joins the run already in flight. With `rate_limit`, a new run within
+    /// the minimum interval of the last one is refused.
+    pub async fn run(
+        &self,
+        trigger: Trigger,
+        rate_limit: bool,
+    ) -> Result<(Arc<RunRecord>, bool), DoctorError> {
+        let arrived = Instant::now();
+        let guard = match self.running.try_lock() {
+            Ok(guard) => guard,
+            Err(_) => {
+                let guard = self.running.lock().await;
+                if let Some(last) = guard.as_ref().filter(|r| r.finished >= arrived) {
+                    return Ok((last.clone(), true));
+                }
+                guard
+            }
+        };
+        if rate_limit {
+            if let Some(started) = *self.last_started.lock().unwrap_or_else(|e| e.into_inner()) {
+                let elapsed = started.elapsed();
+                if elapsed < self.min_interval {
+                    return Err(DoctorError::RateLimited {
+                        retry_after: self.min_interval - elapsed,
+                        elapsed_ms: elapsed.as_millis() as u64,
+                        limit_ms: self.min_interval.as_millis() as u64,
+                    });
+                }
+            }
+        }
+        *self.last_started.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        let record = Arc::new(self.execute(trigger).await);
+        let mut guard = guard;
+        *guard = Some(record.clone());
+        Ok((record, false))
+    }
+
+    #[tracing::instrument(skip_all, fields(trigger = trigger.as_str()))]
+    async fn execute(&self, trigger: Trigger) -> RunRecord {
+        let run = self.registry.run(None).await;
+        self.latest.record(&run.results);
+        let mut warnings = Vec::new();
+        let id = match self.persist(trigger, &run).await {
+            Ok(id) => Some(id),
+            Err(err) => {
+                tracing::error!(error = %err, "storing the doctor run failed");
+                warnings
+                    .push("the run could not be stored: the database is unavailable".to_owned());
+                None
+            }
+        };
+        let (incidents, failed) = apply(
+            &self.store,
+            &self.registry,
+            &run.results,
+            self.escalate_after,
+        )
+        .await;
+        if failed > 0 {
+            warnings.push(format!(
+                "{failed} incident update(s) could not be stored: the database is unavailable"
+            ));
+        }
+        tracing::info!(status = ?run.status, duration_ms = run.duration_ms, "doctor run finished");
+        RunRecord {
+            id,
+            trigger,
+            run,
+            incidents,
+            warnings,
+            finished: Instant::now(),
+        }
+    }
+
+    async fn persist(&self, trigger: Trigger, run: &SuiteRun) -> Result<String, DbErr> {
+        let id = new_id();
+        let model = run_row::ActiveModel {
+            id: Set(id.clone()),
+            created_at: Set(ms(run.started_at)),
+            finished_at: Set(ms(run.finished_at)),
+            trigger: Set(trigger.as_str().to_owned()),
+            status: Set(status_str(run.status).to_owned()),
+            duration_ms: Set(i32::try_from(run.duration_ms).unwrap_or(i32::MAX)),
+            results_json: Set(serde_json::to_value(&run.results).unwrap_or_default()),
+        };
+        run_row::Entity::insert(model)
+            .exec_without_returning(&self.db)
+            .await?;
+        Ok(id)
+    }
+
+    /// The latest stored run (from any process sharing the database).
+    pub async fn latest_run(&self) -> Result<Option<run_row::Model>, DbErr> {
+        run_row::Entity::find()
+            .order_by_desc(run_row::Column::CreatedAt)
+            .order_by_desc(run_row::Column::Id)
+            .one(&self.db)
+            .await
+    }
+
+    /// The latest run this process finished, for when the database cannot be read.
+    pub async fn latest_in_process(&self) -> Option<Arc<RunRecord>> {
+        self.running.lock().await.clone()
+    }
+
+    /// Re-runs the suite every `interval` until the process stops.
+    pub fn spawn_monitor(self: &Arc<Self>, interval: Duration) {
+        if interval.is_zero() {
+            tracing::info!("background doctor monitor is off (DOCTOR_INTERVAL_MS=0)");
+            return;
+        }
+        let doctor = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                let Some(doctor) = doctor.upgrade() else {
+                    return;
+                };
+                if let Ok((record, _)) = doctor.run(Trigger::Monitor, false).await {
+                    tracing::debug!(status = ?record.run.status, "monitor run finished");
+                }
+            }
+        });
+    }
+}
+
+pub fn status_str(status: Status) -> &'static str {
+    match status {
+        Status::Pass => "pass",
+        Status::Warn => "warn",
+        Status::Fail => "fail",
+        Status::Skipped => "skipped",
+    }
+}
+
+fn ms(t: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDateTime {
+    use chrono::SubsecRound;
+    t.naive_utc().trunc_subsecs(3)
+}
