@@ -42,6 +42,18 @@ enum Command {
         #[command(subcommand)]
         action: MigrateAction,
     },
+    /// Run the check suite now, without the server, and print the results.
+    ///
+    /// Exit status: 0 when every required check passes, 1 when a required check fails,
+    /// 2 when only optional checks fail.
+    Doctor {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Run only these checks (comma-separated: database,tunnel,openai,stripe,cloudflare).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
     /// Print the resolved configuration with every secret masked.
     Config {
         /// Print JSON instead of `NAME=value` lines.
@@ -95,6 +107,7 @@ pub async fn run() -> ExitCode {
     };
     match cli.command {
         Some(Command::Config { json }) => print_config(&config, json),
+        Some(Command::Doctor { json, only }) => crate::doctor::cli::run(&config, json, &only).await,
         Some(Command::Migrate { action }) => {
             let _guard = telemetry::init(config.log_format);
             migrate(&config, action).await

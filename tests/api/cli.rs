@@ -100,13 +100,25 @@ async fn migrate_up_status_down_and_fresh() {
             ))
             .await
             .unwrap();
-        rows.iter().map(|r| r.try_get::<String>("", "name").unwrap()).collect::<Vec<_>>()
+        rows.iter()
+            .map(|r| r.try_get::<String>("", "name").unwrap())
+            .collect::<Vec<_>>()
     };
-    assert_eq!(tables(db.connect().await).await, ["OpsDoctorRun", "OpsIncident", "OpsIncidentEvent"]);
+    assert_eq!(
+        tables(db.connect().await).await,
+        ["OpsDoctorRun", "OpsIncident", "OpsIncidentEvent"]
+    );
     let (exit, stdout, stderr) = run_cli(Some(&db), &[], &["migrate", "down"]);
     assert!(exit.success(), "{stdout}{stderr}");
-    assert_eq!(tables(db.connect().await).await, ["OpsIncident", "OpsIncidentEvent"], "down reverts the latest migration");
+    assert_eq!(
+        tables(db.connect().await).await,
+        ["OpsIncident", "OpsIncidentEvent"],
+        "down reverts the latest migration"
+    );
     let (exit, _, stderr) = run_cli(Some(&db), &[], &["migrate", "down", "--steps", "5"]);
     assert!(exit.success(), "{stderr}");
-    assert!(tables(db.connect().await).await.is_empty(), "down --steps reverts them all");
+    assert!(
+        tables(db.connect().await).await.is_empty(),
+        "down --steps reverts them all"
+    );
 }

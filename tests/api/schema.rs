@@ -123,10 +123,18 @@ fn the_contract_copy_matches_the_shared_reference() {
 fn docs_schema_prisma_describes_every_table() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let docs = std::fs::read_to_string(root.join("docs/schema.prisma")).unwrap();
-    let models = std::fs::read_to_string(root.join("tests/contract/generated/schema.prisma")).unwrap();
-    assert!(docs.ends_with(&models), "docs/schema.prisma must end with tests/contract/generated/schema.prisma");
-    let contract = std::fs::read_to_string(root.join("tests/contract/ops-incident.prisma")).unwrap();
-    assert!(models.starts_with(&contract), "the generated schema extends the contract unchanged");
+    let models =
+        std::fs::read_to_string(root.join("tests/contract/generated/schema.prisma")).unwrap();
+    assert!(
+        docs.ends_with(&models),
+        "docs/schema.prisma must end with tests/contract/generated/schema.prisma"
+    );
+    let contract =
+        std::fs::read_to_string(root.join("tests/contract/ops-incident.prisma")).unwrap();
+    assert!(
+        models.starts_with(&contract),
+        "the generated schema extends the contract unchanged"
+    );
     for table in TABLES.trim_matches(|c| c == '(' || c == ')').split(", ") {
         let model = format!("model {} {{", table.trim_matches('\''));
         assert!(docs.contains(&model), "docs/schema.prisma lacks {model}");

@@ -1,0 +1,453 @@
+//! Every reason a check can give, produced against local servers that answer like the real APIs.
+
+use std::time::Duration;
+
+use checks::cloudflare::{CloudflareCheck, CloudflareSettings};
+use checks::http::probe_client;
+use checks::openai::{OpenAiCheck, OpenAiSettings};
+use checks::stripe::{StripeCheck, StripeSettings};
+use checks::tunnel::{TunnelApi, TunnelCheck, TunnelSettings};
+use checks::{with_timeout, Check, CheckResult, Reason, Status};
+use secrecy::SecretString;
+use testkit::cloudflare::{CloudflareMode, TokenMode, TunnelStatus};
+use testkit::cloudflared::MetricsMode;
+use testkit::hostname::HostnameMode;
+use testkit::openai::OpenAiMode;
+use testkit::stripe::StripeMode;
+use testkit::{refused_url, tls_mismatch_url, unresolvable_url};
+
+const SHORT: Duration = Duration::from_millis(400);
+
+async fn run(check: &dyn Check) -> CheckResult {
+    with_timeout(check.name(), Duration::from_secs(2), check.run()).await
+}
+
+fn expect(result: &CheckResult, status: Status, reason: Option<Reason>) {
+    assert_eq!(
+        (result.status, result.reason),
+        (status, reason),
+        "{result:#?}"
+    );
+    if status != Status::Pass {
+        assert!(
+            result.hint.as_deref().is_some_and(|h| !h.is_empty()),
+            "a hint for a tired human: {result:#?}"
+        );
+    }
+}
+
+fn openai(base: String) -> OpenAiCheck {
+    let settings = OpenAiSettings {
+        api_base: base,
+        api_key: SecretString::from("sk-proj-test0123456789abcdefghij"),
+    };
+    OpenAiCheck::new(Some(settings), probe_client(SHORT))
+}
+
+#[tokio::test]
+async fn openai_reasons() {
+    let fake = testkit::openai::start(OpenAiMode::Ok).await;
+    let check = openai(format!("{}/v1", fake.base()));
+    let ok = run(&check).await;
+    expect(&ok, Status::Pass, None);
+    assert_eq!(ok.observed["model_count"], 1);
+    assert_eq!(
+        fake.last_authorization().as_deref(),
+        Some("Bearer sk-proj-test0123456789abcdefghij")
+    );
+
+    for (mode, status, reason) in [
+        (OpenAiMode::InvalidKey, Status::Fail, Reason::Auth),
+        (
+            OpenAiMode::QuotaExhausted,
+            Status::Fail,
+            Reason::QuotaExhausted,
+        ),
+        (OpenAiMode::RateLimited, Status::Warn, Reason::RateLimited),
+        (OpenAiMode::Forbidden, Status::Fail, Reason::Forbidden),
+        (
+            OpenAiMode::ServerErrorHtml(503),
+            Status::Fail,
+            Reason::UpstreamError,
+        ),
+        (
+            OpenAiMode::ServerErrorJson(500),
+            Status::Fail,
+            Reason::UpstreamError,
+        ),
+        (OpenAiMode::NotJson, Status::Fail, Reason::BadResponse),
+        (
+            OpenAiMode::Slow(Duration::from_secs(3)),
+            Status::Fail,
+            Reason::Timeout,
+        ),
+    ] {
+        fake.set(mode.clone());
+        let hits = fake.hits();
+        let result = run(&check).await;
+        expect(&result, status, Some(reason));
+        assert_eq!(
+            fake.hits(),
+            hits + 1,
+            "{mode:?}: exactly one request, no retries"
+        );
+    }
+    fake.set(OpenAiMode::ServerErrorHtml(503));
+    assert_eq!(run(&check).await.observed["http_status"], 503);
+
+    expect(
+        &run(&openai(format!("{}/v1", refused_url()))).await,
+        Status::Fail,
+        Some(Reason::ConnectionRefused),
+    );
+    expect(
+        &run(&openai(format!("{}/v1", unresolvable_url()))).await,
+        Status::Fail,
+        Some(Reason::Dns),
+    );
+    fake.set(OpenAiMode::Ok);
+    expect(
+        &run(&openai(format!("{}/v1", tls_mismatch_url(&fake)))).await,
+        Status::Fail,
+        Some(Reason::Tls),
+    );
+}
+
+fn stripe(base: String, key: &str, webhook: Option<&str>) -> StripeCheck {
+    let settings = StripeSettings {
+        api_base: base,
+        secret_key: SecretString::from(key.to_owned()),
+        webhook_secret: webhook.map(|w| SecretString::from(w.to_owned())),
+    };
+    StripeCheck::new(Some(settings), probe_client(SHORT))
+}
+
+const TEST_KEY: &str = "sk_test_51Hx0123456789abcdefJhB";
+const WEBHOOK: &str = "whsec_0123456789abcdef0123456789";
+
+#[tokio::test]
+async fn stripe_reasons() {
+    let fake = testkit::stripe::start(StripeMode::Ok { livemode: false }).await;
+    let base = fake.base();
+    let ok = run(&stripe(base.clone(), TEST_KEY, Some(WEBHOOK))).await;
+    expect(&ok, Status::Pass, None);
+    assert_eq!(
+        (
+            ok.observed["mode"].as_str(),
+            ok.observed["livemode"].as_bool()
+        ),
+        (Some("test"), Some(false))
+    );
+    assert_eq!(ok.observed["key"], "sk_test_…fJhB");
+
+    let no_webhook = run(&stripe(base.clone(), TEST_KEY, None)).await;
+    expect(&no_webhook, Status::Warn, Some(Reason::Misconfigured));
+    expect(
+        &run(&stripe(
+            base.clone(),
+            TEST_KEY,
+            Some("sk_test_not_a_webhook_secret"),
+        ))
+        .await,
+        Status::Fail,
+        Some(Reason::Misconfigured),
+    );
+
+    let hits = fake.hits();
+    expect(
+        &run(&stripe(
+            base.clone(),
+            "pk_test_51Hx0123456789abcdef",
+            Some(WEBHOOK),
+        ))
+        .await,
+        Status::Fail,
+        Some(Reason::Misconfigured),
+    );
+    expect(
+        &run(&stripe(
+            base.clone(),
+            "hunter2-not-a-stripe-key",
+            Some(WEBHOOK),
+        ))
+        .await,
+        Status::Fail,
+        Some(Reason::Misconfigured),
+    );
+    assert_eq!(
+        fake.hits(),
+        hits,
+        "a wrong kind of key is refused without calling Stripe"
+    );
+
+    fake.set(StripeMode::Ok { livemode: true });
+    let mismatch = run(&stripe(base.clone(), TEST_KEY, Some(WEBHOOK))).await;
+    expect(&mismatch, Status::Fail, Some(Reason::Misconfigured));
+    assert!(
+        mismatch.message.contains("live mode"),
+        "{}",
+        mismatch.message
+    );
+
+    let check = stripe(base.clone(), TEST_KEY, Some(WEBHOOK));
+    for (mode, status, reason) in [
+        (StripeMode::InvalidKey, Status::Fail, Reason::Auth),
+        (StripeMode::ExpiredKey, Status::Fail, Reason::Auth),
+        (
+            StripeMode::MissingPermission,
+            Status::Fail,
+            Reason::Forbidden,
+        ),
+        (StripeMode::RateLimited, Status::Warn, Reason::RateLimited),
+        (
+            StripeMode::ServerErrorHtml(503),
+            Status::Fail,
+            Reason::UpstreamError,
+        ),
+    ] {
+        fake.set(mode.clone());
+        expect(&run(&check).await, status, Some(reason));
+    }
+    fake.set(StripeMode::ExpiredKey);
+    assert_eq!(run(&check).await.observed["key_status"], "expired");
+    fake.set(StripeMode::ServerErrorHtml(503));
+    assert_eq!(
+        run(&check).await.observed["http_status"],
+        503,
+        "the status survives an HTML 5xx"
+    );
+
+    fake.set(StripeMode::Slow(Duration::from_secs(5)));
+    let slow = with_timeout("stripe", SHORT, check.run()).await;
+    expect(&slow, Status::Fail, Some(Reason::Timeout));
+
+    expect(
+        &run(&stripe(refused_url(), TEST_KEY, Some(WEBHOOK))).await,
+        Status::Fail,
+        Some(Reason::ConnectionRefused),
+    );
+    expect(
+        &run(&stripe(unresolvable_url(), TEST_KEY, Some(WEBHOOK))).await,
+        Status::Fail,
+        Some(Reason::Dns),
+    );
+    fake.set(StripeMode::Ok { livemode: false });
+    expect(
+        &run(&stripe(tls_mismatch_url(&fake), TEST_KEY, Some(WEBHOOK))).await,
+        Status::Fail,
+        Some(Reason::Tls),
+    );
+}
+
+fn cloudflare(base: String, account: Option<&str>) -> CloudflareCheck {
+    let settings = CloudflareSettings {
+        api_base: base,
+        token: SecretString::from("cf-token-0123456789abcdefghijklmnopqrstuv"),
+        account_id: account.map(str::to_owned),
+    };
+    CloudflareCheck::new(Some(settings), probe_client(SHORT))
+}
+
+#[tokio::test]
+async fn cloudflare_reasons() {
+    let fake = testkit::cloudflare::start(CloudflareMode::default()).await;
+    let base = format!("{}/client/v4", fake.base());
+    let check = cloudflare(base.clone(), None);
+    let ok = run(&check).await;
+    expect(&ok, Status::Pass, None);
+    assert_eq!(ok.observed["token_status"], "active");
+
+    let soon = (chrono::Utc::now() + chrono::Duration::days(3)).to_rfc3339();
+    let later = (chrono::Utc::now() + chrono::Duration::days(300)).to_rfc3339();
+    let set = |token: TokenMode| {
+        fake.set(CloudflareMode {
+            token,
+            tunnel: TunnelStatus::Healthy,
+        })
+    };
+    set(TokenMode::Active {
+        expires_on: Some(later.clone()),
+    });
+    let fine = run(&check).await;
+    expect(&fine, Status::Pass, None);
+    assert_eq!(fine.observed["expires_on"], later.as_str());
+    set(TokenMode::Active {
+        expires_on: Some(soon),
+    });
+    expect(&run(&check).await, Status::Warn, Some(Reason::TokenExpired));
+
+    for (token, status, reason) in [
+        (TokenMode::Disabled, Status::Fail, Reason::TokenDisabled),
+        (TokenMode::Expired, Status::Fail, Reason::TokenExpired),
+        (
+            TokenMode::MalformedHeader,
+            Status::Fail,
+            Reason::Misconfigured,
+        ),
+        (TokenMode::Forbidden, Status::Fail, Reason::Forbidden),
+        (TokenMode::RateLimited, Status::Warn, Reason::RateLimited),
+        (
+            TokenMode::ServerError(502),
+            Status::Fail,
+            Reason::UpstreamError,
+        ),
+        (
+            TokenMode::AccountOwned {
+                account_id: "acc123".into(),
+            },
+            Status::Fail,
+            Reason::Auth,
+        ),
+        (
+            TokenMode::Slow(Duration::from_secs(3)),
+            Status::Fail,
+            Reason::Timeout,
+        ),
+    ] {
+        set(token.clone());
+        expect(&run(&check).await, status, Some(reason));
+    }
+
+    set(TokenMode::AccountOwned {
+        account_id: "acc123".into(),
+    });
+    let account = run(&cloudflare(base, Some("acc123"))).await;
+    expect(&account, Status::Pass, None);
+    assert_eq!(account.observed["token_kind"], "account");
+}
+
+fn tunnel(metrics: Option<String>, public: Option<String>, api: Option<TunnelApi>) -> TunnelCheck {
+    TunnelCheck::new(
+        TunnelSettings {
+            metrics_url: metrics,
+            public_url: public,
+            api,
+        },
+        probe_client(SHORT),
+    )
+}
+
+#[tokio::test]
+async fn tunnel_reasons() {
+    let metrics = testkit::cloudflared::start(MetricsMode::Ready { connections: 4 }).await;
+    let host = testkit::hostname::start(HostnameMode::Ok).await;
+    let cf = testkit::cloudflare::start(CloudflareMode::default()).await;
+    let api = TunnelApi {
+        api_base: format!("{}/client/v4", cf.base()),
+        account_id: "acc123".into(),
+        tunnel_id: "tun456".into(),
+        token: SecretString::from("cf-token-0123456789abcdefghijklmnopqrstuv"),
+    };
+    let check = tunnel(
+        Some(metrics.base()),
+        Some(format!("{}/", host.base())),
+        Some(api.clone()),
+    );
+    let ok = run(&check).await;
+    expect(&ok, Status::Pass, None);
+    assert_eq!(ok.observed["ready_connections"], 4);
+    assert_eq!(ok.observed["cloudflare_tunnel_status"], "healthy");
+    assert_eq!(ok.observed["hostname"], "127.0.0.1");
+
+    expect(
+        &run(&tunnel(Some(refused_url()), None, None)).await,
+        Status::Fail,
+        Some(Reason::ProcessDown),
+    );
+    metrics.set(MetricsMode::NoConnections);
+    let none = run(&check).await;
+    expect(&none, Status::Fail, Some(Reason::NoConnections));
+    assert_eq!(none.observed["ready_connections"], 0);
+    metrics.set(MetricsMode::Ready { connections: 2 });
+
+    for (mode, reason) in [
+        (HostnameMode::NotRouting, Reason::NotRouting),
+        (HostnameMode::OriginUnreachable, Reason::OriginUnreachable),
+        (HostnameMode::ServerError(503), Reason::UpstreamError),
+    ] {
+        host.set(mode);
+        expect(&run(&check).await, Status::Fail, Some(reason));
+    }
+    host.set(HostnameMode::Ok);
+
+    let status = |tunnel: TunnelStatus| {
+        cf.set(CloudflareMode {
+            token: TokenMode::Active { expires_on: None },
+            tunnel,
+        })
+    };
+    status(TunnelStatus::Degraded);
+    expect(
+        &run(&check).await,
+        Status::Warn,
+        Some(Reason::NoConnections),
+    );
+    status(TunnelStatus::Down);
+    expect(
+        &run(&check).await,
+        Status::Fail,
+        Some(Reason::NoConnections),
+    );
+    status(TunnelStatus::Healthy);
+
+    expect(
+        &run(&tunnel(None, Some(unresolvable_url()), None)).await,
+        Status::Fail,
+        Some(Reason::Dns),
+    );
+    expect(
+        &run(&tunnel(None, Some(tls_mismatch_url(&host)), None)).await,
+        Status::Fail,
+        Some(Reason::Tls),
+    );
+    expect(
+        &run(&tunnel(None, Some(refused_url()), None)).await,
+        Status::Fail,
+        Some(Reason::ConnectionRefused),
+    );
+}
+
+#[tokio::test]
+async fn database_reasons() {
+    use sea_orm::{ConnectOptions, Database};
+    let empty = Database::connect("sqlite::memory:").await.unwrap();
+    let pending = checks::database::check(&empty, "sqlite::memory:").await;
+    expect(&pending, Status::Fail, Some(Reason::MigrationsPending));
+    assert_eq!(pending.observed["backend"], "sqlite");
+
+    use migration::MigratorTrait;
+    use sea_orm::ConnectionTrait;
+    migration::Migrator::up(&empty, None).await.unwrap();
+    expect(
+        &checks::database::check(&empty, "sqlite::memory:").await,
+        Status::Pass,
+        None,
+    );
+    empty
+        .execute_unprepared(r#"DROP TABLE "OpsDoctorRun""#)
+        .await
+        .unwrap();
+    let missing = checks::database::check(&empty, "sqlite::memory:").await;
+    expect(&missing, Status::Fail, Some(Reason::MissingTables));
+    assert_eq!(
+        missing.observed["missing_tables"],
+        serde_json::json!(["OpsDoctorRun"])
+    );
+
+    let mut options =
+        ConnectOptions::new(refused_url().replace("http://", "postgres://u:p@") + "/db");
+    options
+        .connect_lazy(true)
+        .connect_timeout(Duration::from_secs(1))
+        .acquire_timeout(Duration::from_secs(1));
+    let down = Database::connect(options).await.unwrap();
+    let refused = checks::database::check(&down, "postgres://u:****@127.0.0.1/db").await;
+    assert_eq!(refused.status, Status::Fail);
+    assert!(
+        matches!(
+            refused.reason,
+            Some(Reason::ConnectionRefused | Reason::Timeout)
+        ),
+        "{refused:#?}"
+    );
+}
