@@ -23,10 +23,12 @@ use crate::{auth, db, doctor, health, incidents};
 
 /// Every route of the service, with its middleware. Tests drive this with `oneshot`.
 pub fn router(state: AppState) -> Router {
-    let admin = incidents::routes::router().route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_admin,
-    ));
+    let admin = incidents::routes::router()
+        .merge(doctor::routes::admin_router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_admin,
+        ));
     Router::new()
         .merge(health::router())
         .merge(doctor::routes::public_router())
@@ -85,10 +87,10 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| StartError::Bind(addr, e))?;
-        Ok(Self {
-            listener,
-            state: AppState::new(config, db),
-        })
+        let interval = config.doctor_interval;
+        let state = AppState::new(config, db);
+        state.doctor.spawn_monitor(interval);
+        Ok(Self { listener, state })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

@@ -179,6 +179,7 @@ fn base_command(cwd: &std::path::Path) -> Command {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
+        .env("DOCTOR_INTERVAL_MS", "0")
         .current_dir(cwd)
         .stdin(Stdio::null());
     cmd

@@ -5,6 +5,8 @@ mod helpers;
 mod bad_input;
 mod cli;
 mod concurrency;
+mod doctor;
 mod health;
 mod incidents;
 mod schema;
+mod secrets;
