@@ -54,12 +54,64 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
+    /// Ask a running opsdoctor whether a release may go live, waiting until it may or the
+    /// timeout passes. Exit status: 0 pass, 1 fail, 2 partial, 3 could not evaluate. The admin
+    /// token is read from OPSDOCTOR_TOKEN (or ADMIN_TOKEN), never from an argument.
+    Gate(GateCommand),
+    /// Record deploys in a running opsdoctor (start, finish, list), for deploy scripts.
+    Deploys {
+        /// The service's base URL.
+        #[arg(long, env = "OPSDOCTOR_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text", global = true)]
+        format: crate::gate::cli::Format,
+        #[command(subcommand)]
+        action: crate::deploys::cli::DeploysAction,
+    },
     /// Print the resolved configuration with every secret masked.
     Config {
         /// Print JSON instead of `NAME=value` lines.
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Args)]
+struct GateCommand {
+    /// The service's base URL.
+    #[arg(long, env = "OPSDOCTOR_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// The environment being deployed to (e.g. prod).
+    #[arg(long)]
+    env: String,
+    /// The release: version or git sha.
+    #[arg(long)]
+    release: String,
+    /// Required checks (comma-separated); default: the service's REQUIRED_CHECKS.
+    #[arg(long, value_delimiter = ',')]
+    require: Vec<String>,
+    /// Reuse check results younger than this.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    max_age: std::time::Duration,
+    /// Give up after this long.
+    #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
+    /// Time between attempts (longer when the service says Retry-After).
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    interval: std::time::Duration,
+    /// During this time a failure that waiting cannot fix does not end the wait.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    start_period: std::time::Duration,
+    /// Passing verdicts needed in a row.
+    #[arg(long, default_value_t = 1)]
+    consecutive_successes: u32,
+    /// Accept a partial verdict (required checks pass, optional ones do not).
+    #[arg(long)]
+    allow_partial: bool,
+    /// Output format of the final verdict on stdout.
+    #[arg(long, value_enum, default_value = "text")]
+    format: crate::gate::cli::Format,
 }
 
 #[derive(Debug, Args, Default)]
@@ -97,7 +149,50 @@ enum MigrateAction {
 
 /// Parses the command line, runs the command, and says how the process should exit.
 pub async fn run() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            // `opsdoctor gate` promises 3 for bad arguments; other commands use clap's 2.
+            let gate = std::env::args()
+                .nth(1)
+                .is_some_and(|a| a == "gate" || a == "deploys");
+            return match (err.use_stderr(), gate) {
+                (false, _) => ExitCode::SUCCESS,
+                (true, true) => ExitCode::from(crate::remote::EXIT_UNUSABLE),
+                (true, false) => ExitCode::from(2),
+            };
+        }
+    };
+    // Client commands talk to a running service; its server configuration does not apply.
+    match cli.command {
+        Some(Command::Gate(g)) => {
+            let _ = dotenvy::dotenv();
+            return crate::gate::cli::run(crate::gate::cli::GateArgs {
+                url: g.url,
+                env: g.env,
+                release: g.release,
+                require: g.require,
+                max_age: g.max_age,
+                timeout: g.timeout,
+                interval: g.interval,
+                start_period: g.start_period,
+                consecutive_successes: g.consecutive_successes,
+                allow_partial: g.allow_partial,
+                format: g.format,
+            })
+            .await;
+        }
+        Some(Command::Deploys {
+            url,
+            format,
+            action,
+        }) => {
+            let _ = dotenvy::dotenv();
+            return crate::deploys::cli::run(&url, format, action).await;
+        }
+        _ => {}
+    }
     let mut config = match Config::from_env() {
         Ok(config) => config,
         Err(err) => {
@@ -113,6 +208,7 @@ pub async fn run() -> ExitCode {
             migrate(&config, action).await
         }
         Some(Command::Serve(args)) => serve(&mut config, &args).await,
+        Some(Command::Gate(_) | Command::Deploys { .. }) => ExitCode::SUCCESS,
         None => serve(&mut config, &cli.serve).await,
     }
 }

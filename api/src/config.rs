@@ -70,6 +70,8 @@ pub struct Config {
     /// `DOCTOR_MIN_INTERVAL_MS`: `POST /ops/doctor/run` starts at most one new run per this
     /// interval; callers beyond it get 429 with `Retry-After` (default 2000).
     pub doctor_min_interval: Duration,
+    /// `GATE_RETRY_AFTER_S`: the `Retry-After` a non-passing gate verdict carries (default 5).
+    pub gate_retry_after: Duration,
     /// `DOCTOR_ESCALATE_AFTER_RUNS`: a failure seen in this many runs in a row is escalated to
     /// CRITICAL (default 3).
     pub doctor_escalate_after: u32,
@@ -205,6 +207,15 @@ impl Config {
             checks,
             doctor_interval: parse_ms(&get, "DOCTOR_INTERVAL_MS", 60_000)?,
             doctor_min_interval: parse_ms(&get, "DOCTOR_MIN_INTERVAL_MS", 2_000)?,
+            gate_retry_after: match parse_num::<u64>(
+                &get,
+                "GATE_RETRY_AFTER_S",
+                5,
+                "a whole number of seconds",
+            )? {
+                0 => return Err(ConfigError::new("GATE_RETRY_AFTER_S", "must be at least 1")),
+                n => Duration::from_secs(n),
+            },
             doctor_escalate_after: match parse_num::<u32>(
                 &get,
                 "DOCTOR_ESCALATE_AFTER_RUNS",
@@ -262,6 +273,7 @@ impl Config {
             "DOCTOR_INTERVAL_MS": ms(self.doctor_interval),
             "DOCTOR_MIN_INTERVAL_MS": ms(self.doctor_min_interval),
             "DOCTOR_ESCALATE_AFTER_RUNS": self.doctor_escalate_after,
+            "GATE_RETRY_AFTER_S": self.gate_retry_after.as_secs(),
             "CHECK_TIMEOUT_MS": ms(self.checks.default_timeout),
             "CHECK_TIMEOUT_MS_<NAME>": self.checks.timeouts.iter().map(|(k, v)| (k.to_ascii_uppercase(), json!(ms(*v)))).collect::<serde_json::Map<_, _>>(),
             "REQUIRED_CHECKS": self.checks.required.iter().cloned().collect::<Vec<_>>().join(","),

@@ -19,12 +19,14 @@ use tracing::Level;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{auth, db, doctor, health, incidents};
+use crate::{auth, db, deploys, doctor, gate, health, incidents};
 
 /// Every route of the service, with its middleware. Tests drive this with `oneshot`.
 pub fn router(state: AppState) -> Router {
     let admin = incidents::routes::router()
         .merge(doctor::routes::admin_router())
+        .merge(gate::routes::router())
+        .merge(deploys::routes::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,

@@ -7,8 +7,10 @@ use axum::extract::FromRef;
 use sea_orm::DatabaseConnection;
 
 use crate::config::Config;
+use crate::deploys::DeployStore;
 use crate::doctor::Doctor;
 use crate::extract::BodyLimit;
+use crate::gate::Gate;
 use crate::health::Readiness;
 use crate::incidents::IncidentStore;
 use crate::suite::{build_registry, LatestResults};
@@ -20,6 +22,8 @@ pub struct AppState {
     pub incidents: IncidentStore,
     pub readiness: Arc<Readiness>,
     pub doctor: Arc<Doctor>,
+    pub gate: Arc<Gate>,
+    pub deploys: DeployStore,
     pub lifecycle: Lifecycle,
 }
 
@@ -36,18 +40,22 @@ impl AppState {
         ));
         let incidents = IncidentStore::new(db.clone());
         let doctor = Arc::new(Doctor::new(
-            registry,
-            latest,
+            registry.clone(),
+            latest.clone(),
             incidents.clone(),
             config.doctor_min_interval,
             config.doctor_escalate_after,
         ));
+        let gate = Arc::new(Gate::new(registry, latest, doctor.clone(), db.clone()));
+        let deploys = DeployStore::new(incidents.clone());
         Self {
             incidents,
             config: Arc::new(config),
             db,
             readiness,
             doctor,
+            gate,
+            deploys,
             lifecycle,
         }
     }

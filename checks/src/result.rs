@@ -160,7 +160,6 @@ impl CheckResult {
         } else {
             Self {
                 status: Status::Skipped,
-                hint: None,
                 ..Self::fail(
                     name,
                     Reason::NotConfigured,

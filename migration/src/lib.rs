@@ -8,11 +8,18 @@ use sea_orm_migration::sea_orm::{ConnectionTrait, DbBackend};
 
 mod m20261122_000001_ops_incident;
 mod m20261122_000002_ops_doctor_run;
+mod m20261122_000003_ops_deploy_gate;
 
 pub use sea_orm_migration::MigratorTrait;
 
 /// Tables the service cannot work without; the database check verifies they exist.
-pub const REQUIRED_TABLES: &[&str] = &["OpsIncident", "OpsIncidentEvent", "OpsDoctorRun"];
+pub const REQUIRED_TABLES: &[&str] = &[
+    "OpsIncident",
+    "OpsIncidentEvent",
+    "OpsDoctorRun",
+    "OpsDeploy",
+    "OpsGateEvaluation",
+];
 
 /// The table in which sea-orm-migration records applied migrations.
 pub const MIGRATIONS_TABLE: &str = "seaql_migrations";
@@ -26,6 +33,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261122_000001_ops_incident::Migration),
             Box::new(m20261122_000002_ops_doctor_run::Migration),
+            Box::new(m20261122_000003_ops_deploy_gate::Migration),
         ]
     }
 }

@@ -106,13 +106,19 @@ async fn migrate_up_status_down_and_fresh() {
     };
     assert_eq!(
         tables(db.connect().await).await,
-        ["OpsDoctorRun", "OpsIncident", "OpsIncidentEvent"]
+        [
+            "OpsDeploy",
+            "OpsDoctorRun",
+            "OpsGateEvaluation",
+            "OpsIncident",
+            "OpsIncidentEvent"
+        ]
     );
     let (exit, stdout, stderr) = run_cli(Some(&db), &[], &["migrate", "down"]);
     assert!(exit.success(), "{stdout}{stderr}");
     assert_eq!(
         tables(db.connect().await).await,
-        ["OpsIncident", "OpsIncidentEvent"],
+        ["OpsDoctorRun", "OpsIncident", "OpsIncidentEvent"],
         "down reverts the latest migration"
     );
     let (exit, _, stderr) = run_cli(Some(&db), &[], &["migrate", "down", "--steps", "5"]);

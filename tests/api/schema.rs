@@ -10,7 +10,8 @@ use crate::on_both_backends;
 on_both_backends!(migrations_equal_the_prisma_contract);
 
 /// Every table the service creates: the contract's two and those Prisma generated for ours.
-const TABLES: &str = "('OpsIncident', 'OpsIncidentEvent', 'OpsDoctorRun')";
+const TABLES: &str =
+    "('OpsIncident', 'OpsIncidentEvent', 'OpsDoctorRun', 'OpsDeploy', 'OpsGateEvaluation')";
 
 /// The contract's DDL followed by the Prisma-generated DDL of each later migration.
 fn contract(backend: Backend) -> Vec<String> {

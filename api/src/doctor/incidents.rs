@@ -103,6 +103,7 @@ async fn on_failure(
             ),
             details,
             fingerprint: Some(fingerprint.clone()),
+            event_metadata: Map::new(),
         })
         .await?;
     let id = opened.incident.id.clone();

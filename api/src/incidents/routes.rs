@@ -5,13 +5,11 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, NaiveDateTime};
 use entity::{Category, EventType, Severity};
 use sea_orm::ActiveEnum;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
-use super::cursor::Cursor;
 use super::dto::{
     CreateEvent, CreateIncident, EventJson, IncidentJson, PageJson, ResolveIncident,
     MAX_FINGERPRINT_CHARS, MAX_MESSAGE_CHARS, MAX_SUMMARY_CHARS,
@@ -19,12 +17,8 @@ use super::dto::{
 use super::store::{IncidentFilter, NewEvent, NewIncident, OpenState, StoreError, TimelineFilter};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery, MaybeJson};
+use crate::params::{parse_cursor, parse_enum, parse_limit, parse_time, required_text, MAX_LIMIT};
 use crate::state::AppState;
-
-/// Page size when `limit` is not given.
-const DEFAULT_LIMIT: u64 = 50;
-/// Largest page a client may ask for.
-const MAX_LIMIT: u64 = 500;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -40,9 +34,9 @@ impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::NotFound(_) => ApiError::NotFound(err.to_string()),
-            StoreError::AlreadyResolved { .. } | StoreError::Resolved(_) => {
-                ApiError::Conflict(err.to_string())
-            }
+            StoreError::AlreadyResolved { .. }
+            | StoreError::Resolved(_)
+            | StoreError::DeployFinished { .. } => ApiError::Conflict(err.to_string()),
             StoreError::Db(db) => ApiError::Database(db),
         }
     }
@@ -75,6 +69,7 @@ async fn create(
             summary,
             details,
             fingerprint,
+            event_metadata: Map::new(),
         })
         .await?;
     let status = if opened.deduplicated {
@@ -305,82 +300,5 @@ fn incident_id(id: String) -> ApiResult<String> {
         Ok(id)
     } else {
         Err(ApiError::NotFound("no incident has that id".to_owned()))
-    }
-}
-
-fn required_text(field: &str, value: String, max_chars: usize) -> ApiResult<String> {
-    let trimmed = value.trim();
-    if trimmed.is_empty() {
-        return Err(ApiError::invalid(
-            field,
-            format!("{field}: must not be empty"),
-        ));
-    }
-    if trimmed.chars().count() > max_chars {
-        return Err(ApiError::invalid(
-            field,
-            format!("{field}: longer than {max_chars} characters"),
-        ));
-    }
-    Ok(trimmed.to_owned())
-}
-
-fn parse_limit(raw: Option<&str>, max: u64) -> ApiResult<u64> {
-    match raw {
-        None | Some("") => Ok(DEFAULT_LIMIT.min(max)),
-        Some(v) => match v.parse::<u64>() {
-            Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(ApiError::bad_request(
-                Some("limit".into()),
-                format!("limit: `{v}` is not a whole number from 1 to {max}"),
-            )),
-        },
-    }
-}
-
-fn parse_cursor(raw: Option<&str>) -> ApiResult<Option<Cursor>> {
-    match raw {
-        None | Some("") => Ok(None),
-        Some(v) => Cursor::decode(v).map(Some).ok_or_else(|| {
-            ApiError::bad_request(
-                Some("cursor".into()),
-                "cursor: not a cursor this server issued; pass back `nextCursor` as is",
-            )
-        }),
-    }
-}
-
-fn parse_time(field: &str, raw: Option<&str>) -> ApiResult<Option<NaiveDateTime>> {
-    match raw {
-        None | Some("") => Ok(None),
-        Some(v) => DateTime::parse_from_rfc3339(v)
-            .map(|t| Some(t.naive_utc()))
-            .map_err(|_| {
-                ApiError::bad_request(
-                    Some(field.into()),
-                    format!("{field}: `{v}` is not an RFC 3339 time (e.g. 2026-11-22T03:00:00Z)"),
-                )
-            }),
-    }
-}
-
-fn parse_enum<T: ActiveEnum<Value = String>>(
-    field: &str,
-    raw: Option<&str>,
-) -> ApiResult<Option<T>> {
-    match raw {
-        None | Some("") => Ok(None),
-        Some(v) => T::try_from_value(&v.to_ascii_uppercase())
-            .map(Some)
-            .map_err(|_| {
-                let allowed: Vec<String> = T::values();
-                ApiError::bad_request(
-                    Some(field.into()),
-                    format!(
-                        "{field}: unknown value `{v}`; expected one of {}",
-                        allowed.join(", ")
-                    ),
-                )
-            }),
     }
 }

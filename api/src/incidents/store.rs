@@ -33,6 +33,8 @@ pub enum StoreError {
     AlreadyResolved { id: String, resolved_at: String },
     #[error("incident `{0}` is resolved; report a new incident instead of extending it")]
     Resolved(String),
+    #[error("deploy `{id}` already finished as {status}")]
+    DeployFinished { id: String, status: String },
     #[error(transparent)]
     Db(#[from] DbErr),
 }
@@ -46,6 +48,8 @@ pub struct NewIncident {
     pub details: Map<String, Value>,
     /// Reports with the same fingerprint extend one open incident instead of opening another.
     pub fingerprint: Option<String>,
+    /// Extra metadata for the `DETECTED` event (links to related records, say).
+    pub event_metadata: Map<String, Value>,
 }
 
 /// A timeline event to append.
@@ -224,11 +228,14 @@ impl IncidentStore {
             }
         };
 
-        let metadata = if deduplicated {
+        let mut metadata = if deduplicated {
             json!({ "severity": new.severity, "summary": new.summary, "details": Value::Object(details), "repeat": true })
         } else {
             json!({ "severity": new.severity })
         };
+        if let Some(m) = metadata.as_object_mut() {
+            m.extend(new.event_metadata);
+        }
         let event = insert_event(
             &txn,
             &incident.id,

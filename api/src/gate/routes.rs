@@ -1,0 +1,231 @@
+//! `GET /ops/gate` (status-code and `mode=verdict` forms), `POST /ops/gate` (Flagger webhooks)
+//! and `GET /ops/gate/evaluations`.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use checks::CHECK_NAMES;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::{GateRequest, GateVerdict, Verdict};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, ApiQuery};
+use crate::params::{parse_cursor, parse_flag, parse_label, parse_limit, MAX_LIMIT};
+use crate::state::AppState;
+
+/// `max_age` when none is given, in seconds.
+const DEFAULT_MAX_AGE_SECONDS: u64 = 30;
+/// The longest `max_age` accepted, in seconds.
+const MAX_MAX_AGE_SECONDS: u64 = 86_400;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/ops/gate", get(gate).post(flagger))
+        .route("/ops/gate/evaluations", get(list))
+}
+
+#[derive(Debug, Deserialize)]
+struct GateQuery {
+    env: Option<String>,
+    release: Option<String>,
+    require: Option<String>,
+    max_age: Option<String>,
+    allow_partial: Option<String>,
+    mode: Option<String>,
+}
+
+fn parse_require(raw: Option<&str>) -> ApiResult<Option<BTreeSet<String>>> {
+    let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let names: BTreeSet<String> = raw
+        .split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+        .collect();
+    if let Some(unknown) = names.iter().find(|n| !CHECK_NAMES.contains(&n.as_str())) {
+        return Err(ApiError::bad_request(
+            Some("require".into()),
+            format!(
+                "require: unknown check `{unknown}`; known checks are {}",
+                CHECK_NAMES.join(", ")
+            ),
+        ));
+    }
+    Ok(Some(names))
+}
+
+fn parse_max_age(raw: Option<&str>) -> ApiResult<Duration> {
+    match raw.map(str::trim).filter(|r| !r.is_empty()) {
+        None => Ok(Duration::from_secs(DEFAULT_MAX_AGE_SECONDS)),
+        Some(v) => match v.trim_end_matches('s').parse::<u64>() {
+            Ok(n) if n <= MAX_MAX_AGE_SECONDS => Ok(Duration::from_secs(n)),
+            _ => Err(ApiError::bad_request(
+                Some("max_age".into()),
+                format!("max_age: `{v}` is not a whole number of seconds from 0 to {MAX_MAX_AGE_SECONDS}"),
+            )),
+        },
+    }
+}
+
+/// The verdict as a response: 200 on pass (and on partial when allowed), else 503 with
+/// `Retry-After`; `mode=verdict` answers 200 whatever the verdict, for Argo's web metric.
+fn respond(
+    verdict: &GateVerdict,
+    allow_partial: bool,
+    always_ok: bool,
+    retry_after: u64,
+) -> Response {
+    let go =
+        verdict.verdict == Verdict::Pass || (verdict.verdict == Verdict::Partial && allow_partial);
+    let status = if go || always_ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut body = serde_json::to_value(verdict).unwrap_or_default();
+    body["allowPartial"] = json!(allow_partial);
+    body["proceed"] = json!(go);
+    let mut response = (status, Json(body)).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        HeaderName::from_static("x-gate-verdict"),
+        HeaderValue::from_static(verdict.verdict.as_str()),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    }
+    response
+}
+
+async fn gate(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<GateQuery>,
+) -> ApiResult<Response> {
+    let always_ok = match q.mode.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("") | Some("status") => false,
+        Some("verdict") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                Some("mode".into()),
+                format!("mode: unknown value `{other}`; expected status or verdict"),
+            ))
+        }
+    };
+    let request = GateRequest {
+        environment: parse_label("env", q.env.as_deref(), 100)?,
+        release: parse_label("release", q.release.as_deref(), 200)?,
+        require: parse_require(q.require.as_deref())?,
+        max_age: parse_max_age(q.max_age.as_deref())?,
+        source: "api",
+        context: None,
+    };
+    let allow_partial = parse_flag("allow_partial", q.allow_partial.as_deref())?;
+    let verdict = state.gate.evaluate(request).await?;
+    Ok(respond(
+        &verdict,
+        allow_partial,
+        always_ok,
+        state.config.gate_retry_after.as_secs().max(1),
+    ))
+}
+
+/// A Flagger webhook (`pre-rollout`, `rollout`, `confirm-promotion` …). Flagger proceeds on 2xx
+/// and holds the rollout on anything else, logging the body.
+#[derive(Debug, Deserialize)]
+struct FlaggerPayload {
+    name: String,
+    namespace: String,
+    phase: String,
+    #[serde(default)]
+    checksum: Option<String>,
+    #[serde(default)]
+    metadata: Option<Map<String, Value>>,
+}
+
+async fn flagger(
+    State(state): State<AppState>,
+    ApiJson(payload): ApiJson<FlaggerPayload>,
+) -> ApiResult<Response> {
+    let metadata = payload.metadata.clone().unwrap_or_default();
+    let text = |key: &str| {
+        metadata
+            .get(key)
+            .and_then(|v| v.as_str().map(str::to_owned))
+    };
+    let environment = text("env")
+        .or_else(|| text("environment"))
+        .unwrap_or_else(|| payload.namespace.clone());
+    let release = text("release")
+        .or_else(|| payload.checksum.clone())
+        .unwrap_or_else(|| payload.name.clone());
+    let request = GateRequest {
+        environment: parse_label("metadata.env", Some(&environment), 100)?,
+        release: parse_label("metadata.release", Some(&release), 200)?,
+        require: parse_require(text("require").as_deref())?,
+        max_age: parse_max_age(text("max_age").as_deref())?,
+        source: "flagger",
+        context: Some(json!({ "flagger": {
+            "name": payload.name, "namespace": payload.namespace, "phase": payload.phase, "checksum": payload.checksum,
+        }})),
+    };
+    let allow_partial = parse_flag("metadata.allow_partial", text("allow_partial").as_deref())?;
+    let verdict = state.gate.evaluate(request).await?;
+    Ok(respond(
+        &verdict,
+        allow_partial,
+        false,
+        state.config.gate_retry_after.as_secs().max(1),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    env: Option<String>,
+    release: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    let limit = parse_limit(q.limit.as_deref(), MAX_LIMIT)?;
+    let cursor = parse_cursor(q.cursor.as_deref())?;
+    let page = state
+        .gate
+        .list(
+            q.env.as_deref().filter(|e| !e.is_empty()),
+            q.release.as_deref().filter(|r| !r.is_empty()),
+            limit,
+            cursor.as_ref(),
+        )
+        .await?;
+    let items: Vec<Value> = page.items.into_iter().map(evaluation_json).collect();
+    Ok(Json(
+        json!({ "items": items, "nextCursor": page.next.map(|c| c.encode()) }),
+    ))
+}
+
+/// A stored evaluation as JSON.
+pub fn evaluation_json(e: entity::ops_gate_evaluation::Model) -> Value {
+    json!({
+        "gateId": e.id,
+        "createdAt": crate::incidents::dto::timestamp(&e.created_at),
+        "environment": e.environment,
+        "release": e.release,
+        "verdict": e.verdict,
+        "summary": e.summary,
+        "source": e.source,
+        "deployId": e.deploy_id,
+        "details": e.checks_json,
+    })
+}

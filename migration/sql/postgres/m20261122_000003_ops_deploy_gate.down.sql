@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS "OpsGateEvaluation";
+DROP TABLE IF EXISTS "OpsDeploy";
