@@ -211,6 +211,7 @@ async fn bundle(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         "openIncidents": open,
         "recentRecoveryEvents": recovery,
         "recommendedActions": actions,
+        "readiness": { "checksRun": state.readiness.checks_run() },
         "errors": errors,
     })))
 }

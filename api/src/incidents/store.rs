@@ -13,7 +13,7 @@ use entity::{
 use sea_orm::sea_query::{Expr, SimpleExpr};
 use sea_orm::{
     ActiveEnum, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
-    DbBackend, DbErr, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect,
+    DbBackend, DbErr, EntityTrait, FromQueryResult, Iterable, QueryFilter, QueryOrder, QuerySelect,
     Statement, TransactionTrait,
 };
 use serde_json::{json, Map, Value};
@@ -486,19 +486,30 @@ impl IncidentStore {
         if let Some(until) = filter.until {
             cond = cond.add(C::CreatedAt.lt(until));
         }
-        if let Some(t) = filter.event_type {
-            cond = cond.add(C::EventType.eq(t));
-        }
         if let Some(c) = after {
             cond = cond.add(after_cond(C::CreatedAt, C::Id, c));
         }
-        let rows = event::Entity::find()
-            .filter(cond)
-            .order_by_asc(C::CreatedAt)
-            .order_by_asc(C::Id)
-            .limit(limit + 1)
-            .all(&self.db)
-            .await?;
+        // The contract indexes events by (eventType, createdAt), not by createdAt alone: one
+        // ordered, limited scan per event type, merged, reads only what the page needs.
+        let types: Vec<EventType> = match filter.event_type {
+            Some(t) => vec![t],
+            None => EventType::iter().collect(),
+        };
+        let queries = types.into_iter().map(|t| {
+            event::Entity::find()
+                .filter(cond.clone())
+                .filter(C::EventType.eq(t))
+                .order_by_asc(C::CreatedAt)
+                .order_by_asc(C::Id)
+                .limit(limit + 1)
+                .all(&self.db)
+        });
+        let mut rows: Vec<event::Model> = Vec::new();
+        for batch in futures::future::join_all(queries).await {
+            rows.extend(batch?);
+        }
+        rows.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        rows.truncate(usize::try_from(limit + 1).unwrap_or(usize::MAX));
         let page = paginate(rows, limit, |e| Cursor {
             created_at: e.created_at,
             id: e.id.clone(),
@@ -612,21 +623,27 @@ fn is_foreign_key_violation(err: &DbErr) -> bool {
     )
 }
 
-/// Rows strictly after the cursor in ascending `(createdAt, id)` order.
+/// Rows strictly after the cursor in ascending `(createdAt, id)` order. The redundant
+/// `createdAt >= c` lets an index on `createdAt` seek to the cursor instead of scanning to it.
 fn after_cond<T: ColumnTrait>(created: T, id: T, c: &Cursor) -> Condition {
-    Condition::any().add(created.gt(c.created_at)).add(
-        Condition::all()
-            .add(created.eq(c.created_at))
-            .add(id.gt(c.id.as_str())),
+    Condition::all().add(created.gte(c.created_at)).add(
+        Condition::any().add(created.gt(c.created_at)).add(
+            Condition::all()
+                .add(created.eq(c.created_at))
+                .add(id.gt(c.id.as_str())),
+        ),
     )
 }
 
-/// Rows strictly before the cursor in descending `(createdAt, id)` order.
+/// Rows strictly before the cursor in descending `(createdAt, id)` order (with the same
+/// redundant bound as [`after_cond`]).
 fn before_cond<T: ColumnTrait>(created: T, id: T, c: &Cursor) -> Condition {
-    Condition::any().add(created.lt(c.created_at)).add(
-        Condition::all()
-            .add(created.eq(c.created_at))
-            .add(id.lt(c.id.as_str())),
+    Condition::all().add(created.lte(c.created_at)).add(
+        Condition::any().add(created.lt(c.created_at)).add(
+            Condition::all()
+                .add(created.eq(c.created_at))
+                .add(id.lt(c.id.as_str())),
+        ),
     )
 }
 
