@@ -22,7 +22,14 @@ use crate::state::AppState;
 use crate::{auth, db, deploys, doctor, gate, health, incidents};
 
 /// Every route of the service, with its middleware. Tests drive this with `oneshot`.
+///
+/// Probes take the shortest path: load balancers call them many times a second, and they read
+/// only cached state, so they carry no timeout, body limit or per-request trace span; a panic is
+/// still caught. Everything under `/ops` gets the full stack.
 pub fn router(state: AppState) -> Router {
+    let probes = health::router()
+        .merge(doctor::routes::public_router())
+        .layer(CatchPanicLayer::custom(|_| internal_error()));
     let admin = incidents::routes::router()
         .merge(doctor::routes::admin_router())
         .merge(gate::routes::router())
@@ -30,20 +37,19 @@ pub fn router(state: AppState) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,
-        ));
-    Router::new()
-        .merge(health::router())
-        .merge(doctor::routes::public_router())
-        .merge(admin)
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
+        ))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             state.config.request_timeout,
         ))
         .layer(CatchPanicLayer::custom(|_| internal_error()))
-        .layer(TraceLayer::new_for_http().on_response(DefaultOnResponse::new().level(Level::INFO)))
+        .layer(TraceLayer::new_for_http().on_response(DefaultOnResponse::new().level(Level::INFO)));
+    Router::new()
+        .merge(probes)
+        .merge(admin)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
 }
 
@@ -143,6 +149,7 @@ impl Application {
                 server.abort();
             }
         }
+        state.gate.recorder().flush().await;
         if let Err(err) = state.db.clone().close().await {
             tracing::warn!(error = %err, "closing the database pool failed");
         }

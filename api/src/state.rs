@@ -47,7 +47,7 @@ impl AppState {
             config.doctor_escalate_after,
         ));
         let gate = Arc::new(Gate::new(registry, latest, doctor.clone(), db.clone()));
-        let deploys = DeployStore::new(incidents.clone());
+        let deploys = DeployStore::new(incidents.clone(), gate.recorder().clone());
         Self {
             incidents,
             config: Arc::new(config),

@@ -8,6 +8,7 @@ use sea_orm::{
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::gate::Recorder;
 use crate::incidents::cursor::Cursor;
 use crate::incidents::store::{new_id, now, NewIncident, Page};
 use crate::incidents::{IncidentStore, StoreError};
@@ -48,13 +49,16 @@ pub struct NewDeploy {
 pub struct DeployStore {
     db: DatabaseConnection,
     incidents: IncidentStore,
+    /// Gate evaluations are written in the background; reading a deploy's flushes them first.
+    recorder: Recorder,
 }
 
 impl DeployStore {
-    pub fn new(incidents: IncidentStore) -> Self {
+    pub fn new(incidents: IncidentStore, recorder: Recorder) -> Self {
         Self {
             db: incidents.connection().clone(),
             incidents,
+            recorder,
         }
     }
 
@@ -171,6 +175,7 @@ impl DeployStore {
 
     /// A deploy's gate evaluations, oldest first.
     pub async fn gates(&self, id: &str) -> Result<Vec<evaluation::Model>, DbErr> {
+        self.recorder.flush().await;
         evaluation::Entity::find()
             .filter(evaluation::Column::DeployId.eq(id))
             .order_by_asc(evaluation::Column::CreatedAt)

@@ -14,6 +14,7 @@ use sea_orm::{
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::recorder::Recorder;
 use crate::doctor::Doctor;
 use crate::incidents::cursor::Cursor;
 use crate::incidents::store::{new_id, now, Page};
@@ -97,6 +98,7 @@ pub struct Gate {
     latest: Arc<LatestResults>,
     doctor: Arc<Doctor>,
     db: DatabaseConnection,
+    recorder: Recorder,
 }
 
 impl Gate {
@@ -106,12 +108,19 @@ impl Gate {
         doctor: Arc<Doctor>,
         db: DatabaseConnection,
     ) -> Self {
+        let recorder = Recorder::spawn(db.clone());
         Self {
             registry,
             latest,
             doctor,
             db,
+            recorder,
         }
+    }
+
+    /// The writer that stores evaluations; readers of evaluations flush it first.
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
     }
 
     pub fn registry(&self) -> &Registry {
@@ -270,6 +279,7 @@ impl Gate {
         before: Option<&Cursor>,
     ) -> Result<Page<evaluation::Model>, DbErr> {
         use evaluation::Column as C;
+        self.recorder.flush().await;
         let mut query = evaluation::Entity::find();
         if let Some(env) = environment {
             query = query.filter(C::Environment.eq(env));

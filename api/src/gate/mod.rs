@@ -3,6 +3,8 @@
 
 pub mod cli;
 mod evaluator;
+mod recorder;
 pub mod routes;
 
 pub use evaluator::{Gate, GateRequest, GateVerdict, Verdict};
+pub use recorder::Recorder;
