@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use checks::cloudflare::CloudflareSettings;
-use checks::mask::mask_secret;
+use checks::mask::{mask_secret, mask_url};
 use checks::openai::OpenAiSettings;
 use checks::stripe::StripeSettings;
 use checks::tunnel::{TunnelApi, TunnelSettings};
@@ -198,9 +198,9 @@ impl Config {
             log_format,
             auto_migrate,
             max_body_bytes,
-            request_timeout: parse_ms(&get, "REQUEST_TIMEOUT_MS", 30_000)?,
-            db_connect_timeout: parse_ms(&get, "DB_CONNECT_TIMEOUT_MS", 5_000)?,
-            db_acquire_timeout: parse_ms(&get, "DB_ACQUIRE_TIMEOUT_MS", 5_000)?,
+            request_timeout: parse_timeout(&get, "REQUEST_TIMEOUT_MS", 30_000)?,
+            db_connect_timeout: parse_timeout(&get, "DB_CONNECT_TIMEOUT_MS", 5_000)?,
+            db_acquire_timeout: parse_timeout(&get, "DB_ACQUIRE_TIMEOUT_MS", 5_000)?,
             db_max_connections,
             ready_cache_ttl: parse_ms(&get, "READY_CACHE_TTL_MS", 1_000)?,
             ready_external_cache_ttl: parse_ms(&get, "READY_EXTERNAL_CACHE_TTL_MS", 30_000)?,
@@ -302,7 +302,7 @@ impl ChecksConfig {
             "openai": {
                 "configured": openai.is_some(),
                 "apiKey": openai.map(|o| mask_secret(o.api_key.expose_secret(), OPENAI_KEY_PREFIXES)),
-                "baseUrl": openai.map(|o| o.api_base.clone()),
+                "baseUrl": openai.map(|o| mask_url(&o.api_base)),
             },
             "stripe": {
                 "configured": stripe.is_some(),
@@ -311,19 +311,19 @@ impl ChecksConfig {
                     "configured": stripe.is_some_and(|s| s.webhook_secret.is_some()),
                     "masked": stripe.and_then(|s| s.webhook_secret.as_ref()).map(|w| mask_secret(w.expose_secret(), checks::stripe::KEY_PREFIXES)),
                 },
-                "apiBase": stripe.map(|s| s.api_base.clone()),
+                "apiBase": stripe.map(|s| mask_url(&s.api_base)),
             },
             "cloudflare": {
                 "configured": cloudflare.is_some(),
                 "apiToken": cloudflare.map(|c| mask_secret(c.token.expose_secret(), &[])),
                 "accountId": cloudflare.and_then(|c| c.account_id.as_deref()).map(|a| mask_secret(a, &[])),
-                "apiBase": cloudflare.map(|c| c.api_base.clone()),
+                "apiBase": cloudflare.map(|c| mask_url(&c.api_base)),
             },
             "tunnel": {
                 "configured": tunnel.metrics_url.is_some() || tunnel.public_url.is_some() || tunnel.api.is_some(),
                 "hostname": tunnel.public_url.as_deref().and_then(|u| url::Url::parse(u).ok()).and_then(|u| u.host_str().map(str::to_owned)),
-                "publicUrl": tunnel.public_url.clone(),
-                "metricsUrl": tunnel.metrics_url.clone(),
+                "publicUrl": tunnel.public_url.as_deref().map(mask_url),
+                "metricsUrl": tunnel.metrics_url.as_deref().map(mask_url),
                 "tunnelId": tunnel.api.as_ref().map(|a| mask_secret(&a.tunnel_id, &[])),
                 "cloudflareStatusApi": tunnel.api.is_some(),
             },
@@ -335,7 +335,7 @@ impl ChecksConfig {
 pub const OPENAI_KEY_PREFIXES: &[&str] = &["sk-proj-", "sk-svcacct-", "sk-admin-", "sk-"];
 
 fn checks_config(get: &impl Fn(&str) -> Option<String>) -> Result<ChecksConfig, ConfigError> {
-    let default_timeout = parse_ms(get, "CHECK_TIMEOUT_MS", 5_000)?;
+    let default_timeout = parse_timeout(get, "CHECK_TIMEOUT_MS", 5_000)?;
     let mut timeouts = BTreeMap::new();
     timeouts.insert("database".to_owned(), Duration::from_millis(2_000));
     for name in CHECK_NAMES {
@@ -347,7 +347,7 @@ fn checks_config(get: &impl Fn(&str) -> Option<String>) -> Result<ChecksConfig, 
             _ => "CHECK_TIMEOUT_MS_CLOUDFLARE",
         };
         if get(var).is_some() {
-            timeouts.insert(name.to_owned(), parse_ms(get, var, 0)?);
+            timeouts.insert(name.to_owned(), parse_timeout(get, var, 1)?);
         }
     }
     let required: BTreeSet<String> = get("REQUIRED_CHECKS")
@@ -498,6 +498,19 @@ fn parse_num<T: std::str::FromStr>(
             .parse()
             .map_err(|_| ConfigError::new(var, format!("`{v}` is not {what}"))),
     }
+}
+
+/// A timeout: like [`parse_ms`], but zero is refused (it would fail everything at once).
+fn parse_timeout(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default_ms: u64,
+) -> Result<Duration, ConfigError> {
+    let d = parse_ms(get, var, default_ms)?;
+    if d.is_zero() {
+        return Err(ConfigError::new(var, "must be greater than 0"));
+    }
+    Ok(d)
 }
 
 fn parse_ms(

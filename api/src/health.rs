@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -41,8 +42,30 @@ async fn ready(State(state): State<AppState>) -> Response {
     let required = state.readiness.required();
     let results = state.readiness.results(&required).await;
     let shutting_down = state.lifecycle.is_shutting_down();
+    let (status, body) = state
+        .readiness
+        .answer(&results, required.len(), shutting_down);
+    (
+        status,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn render_ready(
+    results: &[Arc<Observed>],
+    expected: usize,
+    shutting_down: bool,
+) -> (StatusCode, Bytes) {
     let failing = results.iter().any(|o| o.result.status == Status::Fail);
-    let ok = !failing && !shutting_down && results.len() == required.len();
+    let ok = !failing && !shutting_down && results.len() == expected;
     let checks: serde_json::Map<String, serde_json::Value> = results
         .iter()
         .map(|o| {
@@ -53,7 +76,7 @@ async fn ready(State(state): State<AppState>) -> Response {
                 "message": r.message,
                 "hint": r.hint,
                 "latencyMs": r.latency_ms,
-                "ageMs": u64::try_from(o.age().as_millis()).unwrap_or(u64::MAX),
+                "checkedAt": o.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             });
             (r.name.clone(), entry)
         })
@@ -68,7 +91,7 @@ async fn ready(State(state): State<AppState>) -> Response {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    no_store((status, Json(body)).into_response())
+    (status, Bytes::from(body.to_string()))
 }
 
 /// `GET /health/db`: whether the database is ready, and how fast it answers.
@@ -117,6 +140,16 @@ pub struct Readiness {
     refresh: Mutex<()>,
     checks_run: AtomicU64,
     last_db_failure: std::sync::Mutex<Option<(DateTime<Utc>, CheckResult)>>,
+    /// The last answer and the results it was rendered from: a probe storm between two refreshes
+    /// is served these bytes.
+    rendered: std::sync::Mutex<Option<Rendered>>,
+}
+
+struct Rendered {
+    from: Vec<Arc<Observed>>,
+    shutting_down: bool,
+    status: StatusCode,
+    body: Bytes,
 }
 
 impl Readiness {
@@ -135,6 +168,7 @@ impl Readiness {
             refresh: Mutex::new(()),
             checks_run: AtomicU64::new(0),
             last_db_failure: std::sync::Mutex::new(None),
+            rendered: std::sync::Mutex::new(None),
         }
     }
 
@@ -162,7 +196,7 @@ impl Readiness {
     }
 
     /// Fresh-enough results for `names`, in registry order, re-running the stale ones.
-    pub async fn results(&self, names: &BTreeSet<String>) -> Vec<Observed> {
+    pub async fn results(&self, names: &BTreeSet<String>) -> Vec<Arc<Observed>> {
         if !self.stale(names).is_empty() {
             let _running = self.refresh.lock().await;
             let stale = self.stale(names);
@@ -191,7 +225,7 @@ impl Readiness {
     }
 
     /// The database check, from a result no older than `READY_CACHE_TTL_MS`.
-    pub async fn database(&self) -> Observed {
+    pub async fn database(&self) -> Arc<Observed> {
         let names = BTreeSet::from([database::NAME.to_owned()]);
         self.results(&names)
             .await
@@ -199,18 +233,46 @@ impl Readiness {
             .next()
             .unwrap_or_else(|| {
                 // Not expected: the registry always holds the database check.
-                Observed::now(CheckResult::fail(
+                Arc::new(Observed::now(CheckResult::fail(
                     database::NAME,
                     checks::Reason::Unreachable,
                     "no database check is registered",
                     "report this as a bug",
-                ))
+                )))
             })
     }
 
     /// The most recent failing database result, for the doctor's bundle.
     pub fn last_database_failure(&self) -> Option<(DateTime<Utc>, CheckResult)> {
         self.last_db_failure.lock().ok()?.clone()
+    }
+
+    /// The readiness answer for these results, rendered once per change of results.
+    pub fn answer(
+        &self,
+        results: &[Arc<Observed>],
+        expected: usize,
+        shutting_down: bool,
+    ) -> (StatusCode, Bytes) {
+        let Ok(mut cache) = self.rendered.lock() else {
+            return render_ready(results, expected, shutting_down);
+        };
+        if let Some(r) = cache.as_ref() {
+            let same = r.shutting_down == shutting_down
+                && r.from.len() == results.len()
+                && r.from.iter().zip(results).all(|(a, b)| Arc::ptr_eq(a, b));
+            if same {
+                return (r.status, r.body.clone());
+            }
+        }
+        let (status, body) = render_ready(results, expected, shutting_down);
+        *cache = Some(Rendered {
+            from: results.to_vec(),
+            shutting_down,
+            status,
+            body: body.clone(),
+        });
+        (status, body)
     }
 
     /// How many times readiness has run checks, for measuring probe-storm protection.

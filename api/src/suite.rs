@@ -67,7 +67,7 @@ impl Observed {
 /// The latest result of every check, fed by every run (readiness, doctor, monitor).
 #[derive(Default)]
 pub struct LatestResults {
-    inner: RwLock<HashMap<String, Observed>>,
+    inner: RwLock<HashMap<String, Arc<Observed>>>,
 }
 
 impl LatestResults {
@@ -78,17 +78,18 @@ impl LatestResults {
             for r in results {
                 map.insert(
                     r.name.clone(),
-                    Observed {
+                    Arc::new(Observed {
                         result: r.clone(),
                         at,
                         measured: now,
-                    },
+                    }),
                 );
             }
         }
     }
 
-    pub fn get(&self, name: &str) -> Option<Observed> {
+    /// The latest result of a check; shared, so a probe storm does not copy results.
+    pub fn get(&self, name: &str) -> Option<Arc<Observed>> {
         self.inner.read().ok()?.get(name).cloned()
     }
 }

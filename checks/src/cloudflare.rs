@@ -178,7 +178,7 @@ fn token_result(token: TokenResult, kind: &str) -> CheckResult {
                 let days = (at - Utc::now()).num_days();
                 observe(CheckResult::warn(
                     NAME,
-                    Reason::TokenExpired,
+                    Reason::TokenExpiring,
                     format!("the Cloudflare API token expires in {days} day(s)"),
                     "roll the token before it expires and update CLOUDFLARE_API_TOKEN",
                 ))

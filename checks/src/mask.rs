@@ -56,6 +56,23 @@ pub fn mask_database_url(raw: &str) -> String {
     url.to_string().replace("%2A%2A%2A%2A", "****")
 }
 
+/// Masks a URL's password and every query value, which may carry credentials (`?key=…`).
+pub fn mask_url(raw: &str) -> String {
+    let Ok(mut url) = Url::parse(raw) else {
+        return "<unparseable URL>".to_owned();
+    };
+    if url.password().is_some() {
+        let _ = url.set_password(Some("****"));
+    }
+    let keys: Vec<String> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
+    if !keys.is_empty() {
+        url.query_pairs_mut()
+            .clear()
+            .extend_pairs(keys.iter().map(|k| (k.as_str(), "****")));
+    }
+    url.to_string().replace("%2A%2A%2A%2A", "****")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +85,18 @@ mod tests {
         );
         assert_eq!(mask_secret("short", &[]), "****");
         assert_eq!(mask_secret("sk_test_short", &["sk_test_"]), "sk_test_****");
+    }
+
+    #[test]
+    fn urls_lose_passwords_and_query_values() {
+        assert_eq!(
+            mask_url("https://u:pw123456@api.example.com/v1?key=abc&x=1"),
+            "https://u:****@api.example.com/v1?key=****&x=****"
+        );
+        assert_eq!(
+            mask_url("https://api.openai.com/v1"),
+            "https://api.openai.com/v1"
+        );
     }
 
     #[test]

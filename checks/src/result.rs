@@ -55,6 +55,8 @@ pub enum Reason {
     TokenDisabled,
     /// The API token has expired.
     TokenExpired,
+    /// The API token expires soon (a warning).
+    TokenExpiring,
     /// Any other transport failure.
     Unreachable,
 }

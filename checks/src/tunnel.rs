@@ -157,7 +157,10 @@ impl TunnelCheck {
         let body = response.text().await.unwrap_or_default();
         let mut values = serde_json::Map::new();
         values.insert("public_http_status".into(), code.into());
-        let result = if code == 530 || body.contains("1033") && status.is_server_error() {
+        let error_1033 = body.contains("Error 1033")
+            || body.contains("error code: 1033")
+            || body.contains("\"error_code\":1033");
+        let result = if code == 530 || (code != 502 && status.is_server_error() && error_1033) {
             CheckResult::fail(
                 NAME,
                 Reason::NotRouting,

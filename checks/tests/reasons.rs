@@ -274,7 +274,11 @@ async fn cloudflare_reasons() {
     set(TokenMode::Active {
         expires_on: Some(soon),
     });
-    expect(&run(&check).await, Status::Warn, Some(Reason::TokenExpired));
+    expect(
+        &run(&check).await,
+        Status::Warn,
+        Some(Reason::TokenExpiring),
+    );
 
     for (token, status, reason) in [
         (TokenMode::Disabled, Status::Fail, Reason::TokenDisabled),

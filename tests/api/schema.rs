@@ -76,7 +76,7 @@ async fn snapshot(db: &DatabaseConnection) -> Vec<String> {
         ],
         _ => {
             let mut q = vec![format!("SELECT type || ' | ' || name || ' | ' || tbl_name AS row FROM sqlite_master WHERE tbl_name IN {TABLES}")];
-            for table in ["OpsIncident", "OpsIncidentEvent"] {
+            for table in ["OpsIncident", "OpsIncidentEvent", "OpsDoctorRun", "OpsDeploy", "OpsGateEvaluation"] {
                 q.push(format!("SELECT 'column | {table} | ' || cid || ' | ' || name || ' | ' || type || ' | ' || \"notnull\" || ' | ' || coalesce(dflt_value, '<none>') || ' | ' || pk AS row FROM pragma_table_info('{table}')"));
                 q.push(format!("SELECT 'fk | {table} | ' || id || ' | ' || seq || ' | ' || \"table\" || ' | ' || \"from\" || ' | ' || \"to\" || ' | ' || on_update || ' | ' || on_delete || ' | ' || \"match\" AS row FROM pragma_foreign_key_list('{table}')"));
                 q.push(format!("SELECT 'index | {table} | ' || il.name || ' | ' || il.\"unique\" || ' | ' || il.origin || ' | ' || il.partial || ' | ' || ii.seqno || ' | ' || ii.name AS row FROM pragma_index_list('{table}') il, pragma_index_info(il.name) ii"));

@@ -45,6 +45,16 @@ pub struct NewDeploy {
     pub external_ids: Map<String, Value>,
 }
 
+/// At most `max` characters, with an ellipsis when cut (the full reason stays in `detailsJson`).
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
+}
+
 #[derive(Clone)]
 pub struct DeployStore {
     db: DatabaseConnection,
@@ -141,14 +151,17 @@ impl DeployStore {
             .open(NewIncident {
                 severity: Severity::Critical,
                 category: Category::Deploy,
-                summary: format!(
-                    "deploy of {} to {} {what}{}",
-                    found.version,
-                    found.environment,
-                    reason
-                        .as_deref()
-                        .map(|r| format!(": {r}"))
-                        .unwrap_or_default()
+                summary: truncate(
+                    &format!(
+                        "deploy of {} to {} {what}{}",
+                        found.version,
+                        found.environment,
+                        reason
+                            .as_deref()
+                            .map(|r| format!(": {r}"))
+                            .unwrap_or_default()
+                    ),
+                    crate::incidents::dto::MAX_SUMMARY_CHARS,
                 ),
                 details,
                 fingerprint: Some(format!("deploy:{id}")),

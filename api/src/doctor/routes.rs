@@ -179,7 +179,7 @@ async fn bundle(State(state): State<AppState>) -> ApiResult<Json<Value>> {
             "action": "no doctor run yet: POST /ops/doctor/run, or set DOCTOR_INTERVAL_MS for the background monitor" }));
     }
     // Required failures first, then other failures, then warnings.
-    actions.sort_by_key(|a| (a["required"] != true, a["status"] != "fail"));
+    actions.sort_by_key(|a| (a["status"] != "fail", a["required"] != true));
 
     let db = &database.result;
     let mut configuration = state.config.checks.masked();

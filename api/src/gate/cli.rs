@@ -90,14 +90,20 @@ fn permanent_failures(body: &Value) -> Vec<String> {
 }
 
 pub async fn run(args: GateArgs) -> ExitCode {
-    if args.interval.is_zero() || args.timeout.is_zero() || args.consecutive_successes == 0 {
-        eprintln!("opsdoctor gate: --interval, --timeout and --consecutive-successes must be greater than zero");
+    const DAY: Duration = Duration::from_secs(86_400);
+    if args.interval < Duration::from_millis(10)
+        || args.timeout.is_zero()
+        || args.consecutive_successes == 0
+    {
+        eprintln!("opsdoctor gate: --interval must be at least 10ms, --timeout and --consecutive-successes greater than zero");
         return ExitCode::from(EXIT_UNUSABLE);
     }
-    let per_request = args
-        .interval
-        .max(Duration::from_secs(2))
-        .min(Duration::from_secs(30));
+    if args.timeout > DAY || args.interval > DAY || args.start_period > DAY || args.max_age > DAY {
+        eprintln!("opsdoctor gate: durations longer than a day are not accepted");
+        return ExitCode::from(EXIT_UNUSABLE);
+    }
+    // A verdict that has to run checks takes up to their timeouts; wait for it, within reason.
+    let per_request = args.timeout.min(Duration::from_secs(60));
     let remote = match Remote::new(&args.url, per_request) {
         Ok(r) => r,
         Err(e) => {
@@ -144,6 +150,7 @@ pub async fn run(args: GateArgs) -> ExitCode {
     let mut streak: u32 = 0;
     let mut last: Option<Value> = None;
     let mut last_problem = String::new();
+    let mut last_failed;
     loop {
         attempt += 1;
         let t = started.elapsed().as_secs();
@@ -163,6 +170,7 @@ pub async fn run(args: GateArgs) -> ExitCode {
                 return ExitCode::from(EXIT_UNUSABLE);
             }
             Ok(answer) if answer.body["verdict"].is_string() => {
+                last_failed = false;
                 let verdict = answer.body["verdict"].as_str().unwrap_or("fail").to_owned();
                 retry_after = answer.retry_after;
                 let accepted = verdict == "pass" || (verdict == "partial" && args.allow_partial);
@@ -190,16 +198,20 @@ pub async fn run(args: GateArgs) -> ExitCode {
                 }
             }
             Ok(answer) => {
+                last_failed = true;
+                streak = 0;
                 last_problem = format!("could not evaluate: {}", error_message(&answer));
                 eprintln!("{prefix} {last_problem}");
                 retry_after = answer.retry_after;
             }
             Err(problem) => {
+                last_failed = true;
+                streak = 0;
                 last_problem = problem;
                 eprintln!("{prefix} {last_problem}");
             }
         }
-        let mut next = started + args.interval * attempt;
+        let mut next = started + args.interval.saturating_mul(attempt);
         if let Some(wait) = retry_after {
             next = next.max(Instant::now() + wait);
         }
@@ -210,6 +222,8 @@ pub async fn run(args: GateArgs) -> ExitCode {
     }
 
     let elapsed = started.elapsed().as_secs_f64();
+    // An old verdict says nothing once the service stopped answering.
+    let last = if last_failed { None } else { last };
     let Some(body) = last else {
         eprintln!(
             "opsdoctor gate: no verdict within {}s: {last_problem}",

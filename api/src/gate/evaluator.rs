@@ -142,7 +142,7 @@ impl Gate {
             match self.latest.get(name) {
                 Some(o) if o.age() <= req.max_age => {
                     let age_ms = u64::try_from(o.age().as_millis()).unwrap_or(u64::MAX);
-                    found.push((o.result, age_ms, "cached"))
+                    found.push((o.result.clone(), age_ms, "cached"))
                 }
                 _ => {
                     missing.insert(name.to_owned());
@@ -215,7 +215,14 @@ impl Gate {
         let (verdict, summary) = decide(&checks, &required);
 
         let at = now();
-        let deploy_id = self.running_deploy(&req.environment, &req.release).await?;
+        let deploy_id = match self.running_deploy(&req.environment, &req.release).await {
+            Ok(id) => id,
+            Err(err) => {
+                // A verdict is still a verdict; only its link to a deploy is missing.
+                tracing::warn!(error = %err, "looking up the running deploy failed");
+                None
+            }
+        };
         let verdict = GateVerdict {
             gate_id: new_id(),
             verdict,

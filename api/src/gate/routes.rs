@@ -49,6 +49,9 @@ fn parse_require(raw: Option<&str>) -> ApiResult<Option<BTreeSet<String>>> {
         .map(|s| s.trim().to_ascii_lowercase())
         .filter(|s| !s.is_empty())
         .collect();
+    if names.is_empty() {
+        return Ok(None);
+    }
     if let Some(unknown) = names.iter().find(|n| !CHECK_NAMES.contains(&n.as_str())) {
         return Err(ApiError::bad_request(
             Some("require".into()),
@@ -174,6 +177,7 @@ async fn flagger(
         source: "flagger",
         context: Some(json!({ "flagger": {
             "name": payload.name, "namespace": payload.namespace, "phase": payload.phase, "checksum": payload.checksum,
+            "metadata": metadata,
         }})),
     };
     let allow_partial = parse_flag("metadata.allow_partial", text("allow_partial").as_deref())?;

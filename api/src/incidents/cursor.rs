@@ -32,6 +32,10 @@ impl Cursor {
             return None;
         }
         let millis: i64 = parts.next()?.parse().ok()?;
+        // 1970-01-01 to 9999-12-31: beyond that no database stores the time.
+        if !(0..=253_402_300_799_999).contains(&millis) {
+            return None;
+        }
         let id = parts.next()?;
         if id.is_empty()
             || id.len() > 64

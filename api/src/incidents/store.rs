@@ -190,12 +190,16 @@ impl IncidentStore {
 
         let existing = match &new.fingerprint {
             Some(fp) => {
-                incident::Entity::find()
+                let mut query = incident::Entity::find()
                     .filter(incident::Column::ResolvedAt.is_null())
                     .filter(Expr::expr(fingerprint_expr()).eq(fp.as_str()))
-                    .order_by_asc(incident::Column::CreatedAt)
-                    .one(&txn)
-                    .await?
+                    .order_by_asc(incident::Column::CreatedAt);
+                if self.backend() == DbBackend::Postgres {
+                    // A concurrent resolve either waits for our commit, or commits first and
+                    // the row no longer matches: never an event on a resolved incident.
+                    query = query.lock_exclusive();
+                }
+                query.one(&txn).await?
             }
             None => None,
         };
@@ -333,8 +337,10 @@ impl IncidentStore {
     ) -> Result<Vec<incident::Model>, StoreError> {
         let mut query = incident::Entity::find().filter(incident::Column::ResolvedAt.is_null());
         for (key, value) in details {
-            if !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                continue;
+            if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(StoreError::Db(DbErr::Custom(format!(
+                    "`{key}` is not a valid details key"
+                ))));
             }
             query = query.filter(
                 Expr::expr(Expr::cust(format!(
