@@ -702,3 +702,23 @@ async fn documented_examples_work() {
         assert_eq!(status, StatusCode::OK, "{p}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_process_serves_the_gate_from_the_stored_run() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let stack = Stack::healthy().await;
+    let env = stack.env();
+    let monitor = TestApp::spawn_with(&db, &with(&env, &[]), &[]);
+    let (status, _) = monitor.post("/ops/doctor/run", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let hits = (stack.stripe.hits(), stack.openai.hits());
+    let other = TestApp::spawn_with(&db, &with(&env, &[]), &[]);
+    let (status, _, body) = gate(&other, "env=prod&release=v1&max_age=60").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(sources(&body).iter().all(|s| *s == "stored"), "{body}");
+    assert_eq!(
+        (stack.stripe.hits(), stack.openai.hits()),
+        hits,
+        "no external call for a stored result"
+    );
+}

@@ -112,3 +112,18 @@ async fn sigterm_turns_readiness_off_then_exits_zero(backend: Backend) {
     assert!(status.success(), "exit status {status:?}");
     assert!(app.logs().contains("opsdoctor stopped"), "{}", app.logs());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_storm_costs_one_database_check_per_ttl() {
+    let db = TestDb::new(Backend::Sqlite).await.unwrap();
+    let app = TestApp::spawn_with(&db, &[("READY_CACHE_TTL_MS", "60000")], &[]);
+    let probes = (0..200).map(|_| app.client.get(format!("{}/health/ready", app.base)).send());
+    for resp in futures::future::join_all(probes).await {
+        assert_eq!(resp.unwrap().status(), StatusCode::OK);
+    }
+    let (_, bundle) = app.get("/ops/doctor").await;
+    assert_eq!(
+        bundle["readiness"]["checksRun"], 1,
+        "200 concurrent probes, one check: {bundle}"
+    );
+}

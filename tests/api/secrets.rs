@@ -169,6 +169,68 @@ async fn planted_secrets_never_leave_the_process(backend: Backend) {
     ] {
         corpus.push_str(&get(path.to_owned(), Some(admin)).await);
     }
+    // The gate and deploy records, with failures that echo keys in the background.
+    let (_, started) = app
+        .post(
+            "/ops/deploys",
+            json!({"environment": "prod", "version": "v9", "externalIds": {"ci": "1"}}),
+        )
+        .await;
+    let deploy_id = started["id"].as_str().unwrap().to_owned();
+    corpus.push_str(&started.to_string());
+    for query in [
+        "env=prod&release=v9&max_age=0",
+        "env=prod&release=v9&mode=verdict",
+        "env=prod&release=v9&require=stripe",
+    ] {
+        corpus.push_str(&get(format!("/ops/gate?{query}"), Some(admin)).await);
+    }
+    let (_, flagger) = app
+        .post(
+            "/ops/gate",
+            json!({"name": "web", "namespace": "prod", "phase": "Progressing", "checksum": "abc"}),
+        )
+        .await;
+    corpus.push_str(&flagger.to_string());
+    let (_, finished) = app
+        .post(
+            &format!("/ops/deploys/{deploy_id}/finish"),
+            json!({"status": "failed", "reason": "bad"}),
+        )
+        .await;
+    corpus.push_str(&finished.to_string());
+    for path in [
+        "/ops/gate/evaluations?limit=500".to_owned(),
+        "/ops/deploys".to_owned(),
+        format!("/ops/deploys/{deploy_id}"),
+    ] {
+        corpus.push_str(&get(path, Some(admin)).await);
+    }
+    for args in [
+        vec![
+            "gate",
+            "--url",
+            app.base.as_str(),
+            "--env",
+            "prod",
+            "--release",
+            "v9",
+            "--timeout",
+            "1s",
+            "--interval",
+            "200ms",
+            "--format",
+            "json",
+        ],
+        vec!["deploys", "--url", app.base.as_str(), "list"],
+    ] {
+        let (_, stdout, stderr) = run_cli(None, &[("OPSDOCTOR_TOKEN", admin)], &args);
+        assert_clean(
+            &format!("`opsdoctor {}`", args[0]),
+            &format!("{stdout}{stderr}"),
+            &secrets,
+        );
+    }
     let (_, listed) = app.get("/ops/incidents?limit=500").await;
     for incident in listed["items"].as_array().unwrap() {
         corpus.push_str(
@@ -240,6 +302,17 @@ async fn planted_secrets_never_leave_the_process(backend: Backend) {
         .unwrap()
     {
         rows.push_str(&format!("{e:?}\n"));
+    }
+    for d in entity::ops_deploy::Entity::find().all(&conn).await.unwrap() {
+        rows.push_str(&format!("{d:?}\n"));
+    }
+    let gates = entity::ops_gate_evaluation::Entity::find()
+        .all(&conn)
+        .await
+        .unwrap();
+    assert!(gates.len() >= 4, "the verdicts were stored");
+    for g in gates {
+        rows.push_str(&format!("{g:?}\n"));
     }
     let runs = entity::ops_doctor_run::Entity::find()
         .all(&conn)

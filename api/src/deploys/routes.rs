@@ -86,6 +86,7 @@ async fn start(
         external_ids: body.external_ids.unwrap_or_default(),
     };
     let created = state.deploys.start(new).await?;
+    state.gate.forget_deploys();
     let location = format!("/ops/deploys/{}", created.id);
     Ok((
         StatusCode::CREATED,
@@ -110,7 +111,9 @@ async fn finish(
     let finished = state
         .deploys
         .finish(&id, body.status, reason, body.report_json)
-        .await?;
+        .await;
+    state.gate.forget_deploys();
+    let finished = finished?;
     Ok(Json(deploy_json(finished)))
 }
 

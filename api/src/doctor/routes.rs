@@ -38,6 +38,11 @@ async fn run(State(state): State<AppState>) -> Result<Response, ApiError> {
             body["shared"] = json!(shared);
             Ok(Json(body).into_response())
         }
+        Err(DoctorError::Failed(cause)) => {
+            tracing::error!(%cause, "doctor run failed");
+            let body = json!({ "error": { "code": "internal", "message": "the doctor run failed; see the server log", "field": null } });
+            Ok((StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response())
+        }
         Err(err @ DoctorError::RateLimited { retry_after, .. }) => {
             let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
             let body = json!({ "error": {

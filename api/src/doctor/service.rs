@@ -54,6 +54,9 @@ pub struct RunRecord {
 /// Why a run was not started.
 #[derive(Debug, thiserror::Error)]
 pub enum DoctorError {
+    /// The run's task ended abnormally (a bug); the cause is logged.
+    #[error("the doctor run failed: {0}")]
+    Failed(String),
     #[error("a run started {elapsed_ms} ms ago; runs are limited to one per {limit_ms} ms")]
     RateLimited {
         retry_after: Duration,
@@ -70,7 +73,7 @@ pub struct Doctor {
     min_interval: Duration,
     escalate_after: u32,
     /// Held for the whole of a run; the last finished run, for callers who arrived during it.
-    running: Mutex<Option<Arc<RunRecord>>>,
+    running: Arc<Mutex<Option<Arc<RunRecord>>>>,
     last_started: std::sync::Mutex<Option<Instant>>,
 }
 
@@ -89,7 +92,7 @@ impl Doctor {
             store,
             min_interval,
             escalate_after,
-            running: Mutex::new(None),
+            running: Arc::new(Mutex::new(None)),
             last_started: std::sync::Mutex::new(None),
         }
     }
@@ -101,15 +104,15 @@ impl Doctor {
     /// Runs the suite, or joins the run already in flight. With `rate_limit`, a new run within
     /// the minimum interval of the last one is refused.
     pub async fn run(
-        &self,
+        self: &Arc<Self>,
         trigger: Trigger,
         rate_limit: bool,
     ) -> Result<(Arc<RunRecord>, bool), DoctorError> {
         let arrived = Instant::now();
-        let guard = match self.running.try_lock() {
+        let guard = match self.running.clone().try_lock_owned() {
             Ok(guard) => guard,
             Err(_) => {
-                let guard = self.running.lock().await;
+                let guard = self.running.clone().lock_owned().await;
                 if let Some(last) = guard.as_ref().filter(|r| r.finished >= arrived) {
                     return Ok((last.clone(), true));
                 }
@@ -129,10 +132,19 @@ impl Doctor {
             }
         }
         *self.last_started.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-        let record = Arc::new(self.execute(trigger).await);
-        let mut guard = guard;
-        *guard = Some(record.clone());
-        Ok((record, false))
+        // The run is its own task holding the lock: a caller that disconnects (or times out)
+        // neither cancels it half-way through its incident updates nor lets a second run start.
+        let doctor = self.clone();
+        let task = tokio::spawn(async move {
+            let mut guard = guard;
+            let record = Arc::new(doctor.execute(trigger).await);
+            *guard = Some(record.clone());
+            record
+        });
+        match task.await {
+            Ok(record) => Ok((record, false)),
+            Err(err) => Err(DoctorError::Failed(err.to_string())),
+        }
     }
 
     #[tracing::instrument(skip_all, fields(trigger = trigger.as_str()))]

@@ -1,8 +1,8 @@
 //! Evaluating a gate: reuse results younger than the maximum age, run the rest, decide, record.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use checks::{CheckResult, Registry, Status};
 use chrono::Utc;
@@ -99,7 +99,16 @@ pub struct Gate {
     doctor: Arc<Doctor>,
     db: DatabaseConnection,
     recorder: Recorder,
+    /// `(environment, release)` → running deploy, for [`DEPLOY_CACHE_TTL`]: probe-style callers
+    /// ask many times a second, and a deploy starts or ends rarely.
+    deploys: std::sync::Mutex<DeployCache>,
 }
+
+/// Running-deploy lookups by `(environment, release)`, with when they were made.
+type DeployCache = HashMap<(String, String), (Instant, Option<String>)>;
+
+/// How long a running-deploy lookup is reused (deploys started or finished here clear it).
+const DEPLOY_CACHE_TTL: Duration = Duration::from_secs(1);
 
 impl Gate {
     pub fn new(
@@ -115,6 +124,7 @@ impl Gate {
             doctor,
             db,
             recorder,
+            deploys: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -257,8 +267,36 @@ impl Gate {
         Ok(verdict)
     }
 
+    /// Forgets cached deploy lookups (a deploy started or finished).
+    pub fn forget_deploys(&self) {
+        if let Ok(mut cache) = self.deploys.lock() {
+            cache.clear();
+        }
+    }
+
     /// The running deploy of this release (by version or git sha) in this environment, if any.
     async fn running_deploy(
+        &self,
+        environment: &str,
+        release: &str,
+    ) -> Result<Option<String>, DbErr> {
+        let key = (environment.to_owned(), release.to_owned());
+        if let Some((at, id)) = self.deploys.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            if at.elapsed() < DEPLOY_CACHE_TTL {
+                return Ok(id);
+            }
+        }
+        let id = self.lookup_running_deploy(environment, release).await?;
+        if let Ok(mut cache) = self.deploys.lock() {
+            if cache.len() >= 1024 {
+                cache.clear();
+            }
+            cache.insert(key, (Instant::now(), id.clone()));
+        }
+        Ok(id)
+    }
+
+    async fn lookup_running_deploy(
         &self,
         environment: &str,
         release: &str,
