@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| internal_error()))
         .layer(TraceLayer::new_for_http().on_response(DefaultOnResponse::new().level(Level::INFO)));
     Router::new()
+        .merge(health::liveness_router())
         .merge(probes)
         .merge(admin)
         .fallback(not_found)

@@ -2,15 +2,15 @@
 
 use entity::{ops_deploy as deploy, ops_gate_evaluation as evaluation, Category, Severity};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::gate::Recorder;
 use crate::incidents::cursor::Cursor;
-use crate::incidents::store::{new_id, now, NewIncident, Page};
+use crate::incidents::store::{before_cond, new_id, now, paginate, NewIncident, Page};
 use crate::incidents::{IncidentStore, StoreError};
 
 /// How a deploy ended.
@@ -210,30 +210,17 @@ impl DeployStore {
             query = query.filter(C::Environment.eq(env));
         }
         if let Some(c) = before {
-            query = query.filter(
-                Condition::any().add(C::CreatedAt.lt(c.created_at)).add(
-                    Condition::all()
-                        .add(C::CreatedAt.eq(c.created_at))
-                        .add(C::Id.lt(c.id.as_str())),
-                ),
-            );
+            query = query.filter(before_cond(C::CreatedAt, C::Id, c));
         }
-        let mut rows = query
+        let rows = query
             .order_by_desc(C::CreatedAt)
             .order_by_desc(C::Id)
             .limit(limit + 1)
             .all(&self.db)
             .await?;
-        let more = rows.len() as u64 > limit;
-        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        let next = if more {
-            rows.last().map(|r| Cursor {
-                created_at: r.created_at,
-                id: r.id.clone(),
-            })
-        } else {
-            None
-        };
-        Ok(Page { items: rows, next })
+        Ok(paginate(rows, limit, |r| Cursor {
+            created_at: r.created_at,
+            id: r.id.clone(),
+        }))
     }
 }

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use super::recorder::Recorder;
 use crate::doctor::Doctor;
 use crate::incidents::cursor::Cursor;
-use crate::incidents::store::{new_id, now, Page};
+use crate::incidents::store::{before_cond, new_id, now, paginate, Page};
 use crate::suite::LatestResults;
 
 /// The answer to "may this release go live?".
@@ -333,31 +333,18 @@ impl Gate {
             query = query.filter(C::Release.eq(release));
         }
         if let Some(c) = before {
-            query = query.filter(
-                Condition::any().add(C::CreatedAt.lt(c.created_at)).add(
-                    Condition::all()
-                        .add(C::CreatedAt.eq(c.created_at))
-                        .add(C::Id.lt(c.id.as_str())),
-                ),
-            );
+            query = query.filter(before_cond(C::CreatedAt, C::Id, c));
         }
-        let mut rows = query
+        let rows = query
             .order_by_desc(C::CreatedAt)
             .order_by_desc(C::Id)
             .limit(limit + 1)
             .all(&self.db)
             .await?;
-        let more = rows.len() as u64 > limit;
-        rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
-        let next = if more {
-            rows.last().map(|r| Cursor {
-                created_at: r.created_at,
-                id: r.id.clone(),
-            })
-        } else {
-            None
-        };
-        Ok(Page { items: rows, next })
+        Ok(paginate(rows, limit, |r| Cursor {
+            created_at: r.created_at,
+            id: r.id.clone(),
+        }))
     }
 }
 

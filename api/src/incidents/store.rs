@@ -643,7 +643,7 @@ fn after_cond<T: ColumnTrait>(created: T, id: T, c: &Cursor) -> Condition {
 
 /// Rows strictly before the cursor in descending `(createdAt, id)` order (with the same
 /// redundant bound as [`after_cond`]).
-fn before_cond<T: ColumnTrait>(created: T, id: T, c: &Cursor) -> Condition {
+pub(crate) fn before_cond<T: ColumnTrait>(created: T, id: T, c: &Cursor) -> Condition {
     Condition::all().add(created.lte(c.created_at)).add(
         Condition::any().add(created.lt(c.created_at)).add(
             Condition::all()
@@ -654,7 +654,7 @@ fn before_cond<T: ColumnTrait>(created: T, id: T, c: &Cursor) -> Condition {
 }
 
 /// Trims the look-ahead row and derives the next cursor from the last row kept.
-fn paginate<T>(mut rows: Vec<T>, limit: u64, key: impl Fn(&T) -> Cursor) -> Page<T> {
+pub(crate) fn paginate<T>(mut rows: Vec<T>, limit: u64, key: impl Fn(&T) -> Cursor) -> Page<T> {
     let more = rows.len() as u64 > limit;
     rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     let next = if more { rows.last().map(key) } else { None };
