@@ -14,4 +14,4 @@ pub mod stripe;
 pub mod tunnel;
 
 pub use registry::{overall, Check, Registry, RegistryPolicy, SuiteRun, CHECK_NAMES};
-pub use result::{timed, with_timeout, CheckResult, Reason, Status};
+pub use result::{with_timeout, CheckResult, Reason, Status};

@@ -79,12 +79,6 @@ impl Registry {
         self.policy.required.contains(name)
     }
 
-    pub fn is_configured(&self, name: &str) -> bool {
-        self.checks
-            .iter()
-            .any(|c| c.name() == name && c.configured())
-    }
-
     pub fn timeout_of(&self, name: &str) -> Duration {
         self.policy
             .timeouts

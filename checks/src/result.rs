@@ -179,17 +179,6 @@ impl CheckResult {
     }
 }
 
-/// Runs a check and stamps its wall time on the result.
-pub async fn timed<F>(check: F) -> CheckResult
-where
-    F: Future<Output = CheckResult>,
-{
-    let started = Instant::now();
-    let mut result = check.await;
-    result.latency_ms = elapsed_ms(started);
-    result
-}
-
 /// Runs a check under its own timeout; a check that overruns becomes a `timeout` failure.
 pub async fn with_timeout<F>(name: &str, limit: Duration, check: F) -> CheckResult
 where

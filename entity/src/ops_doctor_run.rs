@@ -12,7 +12,7 @@ pub struct Model {
     pub created_at: DateTime,
     #[sea_orm(column_name = "finishedAt")]
     pub finished_at: DateTime,
-    /// Who asked: `api`, `monitor`, `cli`, `gate`.
+    /// Who asked: `api` (POST /ops/doctor/run) or `monitor` (the background monitor).
     #[sea_orm(column_type = "Text")]
     pub trigger: String,
     /// Overall `pass`, `warn` or `fail`.

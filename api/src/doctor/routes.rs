@@ -228,11 +228,8 @@ fn is_admin(state: &AppState, headers: &HeaderMap) -> bool {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .is_some_and(|t| crate::auth::token_matches(t.trim(), expected.expose_secret()))
+        .and_then(crate::auth::bearer_token)
+        .is_some_and(|t| crate::auth::token_matches(t, expected.expose_secret()))
 }
 
 fn component_type(name: &str) -> &'static str {

@@ -21,7 +21,6 @@ use crate::suite::LatestResults;
 pub enum Trigger {
     Api,
     Monitor,
-    Cli,
 }
 
 impl Trigger {
@@ -29,7 +28,6 @@ impl Trigger {
         match self {
             Trigger::Api => "api",
             Trigger::Monitor => "monitor",
-            Trigger::Cli => "cli",
         }
     }
 }
