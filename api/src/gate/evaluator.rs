@@ -137,7 +137,7 @@ impl Gate {
         &self.registry
     }
 
-    /// Evaluates and records a verdict. Only checks without a fresh-enough result are run, so a
+    /// Evaluates a verdict and queues it for the recorder (see [`Recorder`]). Only checks without a fresh-enough result are run, so a
     /// probe answered from stored results never waits on an external API.
     #[tracing::instrument(skip_all, fields(environment = %req.environment, release = %req.release, source = req.source))]
     pub async fn evaluate(&self, req: GateRequest) -> Result<GateVerdict, DbErr> {
@@ -152,7 +152,7 @@ impl Gate {
             match self.latest.get(name) {
                 Some(o) if o.age() <= req.max_age => {
                     let age_ms = u64::try_from(o.age().as_millis()).unwrap_or(u64::MAX);
-                    found.push((o.result.clone(), age_ms, "cached"))
+                    found.push((without_observed(&o.result), age_ms, "cached"))
                 }
                 _ => {
                     missing.insert(name.to_owned());
@@ -260,9 +260,7 @@ impl Gate {
             checks_json: Set(stored),
             deploy_id: Set(verdict.deploy_id.clone()),
         };
-        evaluation::Entity::insert(row)
-            .exec_without_returning(&self.db)
-            .await?;
+        self.recorder.record(row).await;
         tracing::info!(verdict = verdict.verdict.as_str(), gate_id = %verdict.gate_id, "gate evaluated");
         Ok(verdict)
     }
@@ -345,6 +343,19 @@ impl Gate {
             created_at: r.created_at,
             id: r.id.clone(),
         }))
+    }
+}
+
+/// A copy of a result without its observed values, which a verdict does not show.
+fn without_observed(r: &CheckResult) -> CheckResult {
+    CheckResult {
+        name: r.name.clone(),
+        status: r.status,
+        latency_ms: r.latency_ms,
+        reason: r.reason,
+        message: r.message.clone(),
+        hint: r.hint.clone(),
+        observed: serde_json::Map::new(),
     }
 }
 

@@ -1,8 +1,11 @@
 //! Stores gate evaluations off the request path: a probe-style caller gets its verdict without
-//! waiting for a database write, and rows are inserted in batches.
+//! waiting for a database write, and rows are inserted in batches of what arrived within
+//! [`LINGER`].
 //!
 //! Readers of evaluations call [`Recorder::flush`] first, so what was answered is always visible
 //! to whoever asks next; shutdown flushes too.
+
+use std::time::Duration;
 
 use entity::ops_gate_evaluation as evaluation;
 use sea_orm::{DatabaseConnection, EntityTrait};
@@ -10,8 +13,11 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Rows inserted per statement at most.
 const BATCH: usize = 256;
+/// How long the writer gathers rows before a commit, unless the batch fills or a reader asks
+/// for a flush: the most a stored verdict trails its answer.
+const LINGER: Duration = Duration::from_millis(20);
 /// Rows waiting at most; beyond it, callers wait for the writer (backpressure).
-const QUEUE: usize = 8_192;
+const QUEUE: usize = 2_048;
 
 enum Message {
     Row(Box<evaluation::ActiveModel>),
@@ -48,20 +54,25 @@ impl Recorder {
 }
 
 async fn write_loop(db: DatabaseConnection, mut rx: mpsc::Receiver<Message>) {
-    while let Some(first) = rx.recv().await {
-        let mut rows = Vec::new();
+    let mut batch = Vec::with_capacity(BATCH);
+    while rx.recv_many(&mut batch, BATCH).await > 0 {
+        // Gather for a moment: one commit of many rows writes each touched page once, where a
+        // commit per few rows writes the same table and index pages again and again.
+        let deadline = tokio::time::Instant::now() + LINGER;
+        while batch.len() < BATCH && !batch.iter().any(|m| matches!(m, Message::Flush(_))) {
+            let room = BATCH - batch.len();
+            match tokio::time::timeout_at(deadline, rx.recv_many(&mut batch, room)).await {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
+        let mut rows = Vec::with_capacity(batch.len());
         let mut flushes = Vec::new();
-        let mut next = Some(first);
-        while let Some(message) = next {
+        for message in batch.drain(..) {
             match message {
                 Message::Row(row) => rows.push(*row),
                 Message::Flush(done) => flushes.push(done),
             }
-            next = if rows.len() < BATCH {
-                rx.try_recv().ok()
-            } else {
-                None
-            };
         }
         if !rows.is_empty() {
             let count = rows.len();
@@ -72,6 +83,7 @@ async fn write_loop(db: DatabaseConnection, mut rx: mpsc::Receiver<Message>) {
                 tracing::error!(error = %err, count, "storing gate evaluations failed");
             }
         }
+        // Rows queued before a flush were in this batch or an earlier one: all written now.
         for done in flushes {
             let _ = done.send(());
         }

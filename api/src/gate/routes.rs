@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use checks::CHECK_NAMES;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use super::{GateRequest, GateVerdict, Verdict};
@@ -77,6 +77,16 @@ fn parse_max_age(raw: Option<&str>) -> ApiResult<Duration> {
     }
 }
 
+/// A verdict as answered: the verdict's fields and how the caller should take it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Answer<'a> {
+    #[serde(flatten)]
+    verdict: &'a GateVerdict,
+    allow_partial: bool,
+    proceed: bool,
+}
+
 /// The verdict as a response: 200 on pass (and on partial when allowed), else 503 with
 /// `Retry-After`; `mode=verdict` answers 200 whatever the verdict, for Argo's web metric.
 fn respond(
@@ -92,9 +102,11 @@ fn respond(
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let mut body = serde_json::to_value(verdict).unwrap_or_default();
-    body["allowPartial"] = json!(allow_partial);
-    body["proceed"] = json!(go);
+    let body = Answer {
+        verdict,
+        allow_partial,
+        proceed: go,
+    };
     let mut response = (status, Json(body)).into_response();
     let headers = response.headers_mut();
     headers.insert(
