@@ -1,4 +1,5 @@
-//! Application state: a `Clone` struct of cheap handles shared by every request.
+//! Application state: the handles every request shares, behind one `Arc` so that handing them to
+//! a request (axum clones the state for every extractor and middleware) is one atomic increment.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -16,7 +17,17 @@ use crate::incidents::IncidentStore;
 use crate::suite::{build_registry, LatestResults};
 
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub config: Arc<Config>,
     pub db: DatabaseConnection,
     pub incidents: IncidentStore,
@@ -48,7 +59,7 @@ impl AppState {
         ));
         let gate = Arc::new(Gate::new(registry, latest, doctor.clone(), db.clone()));
         let deploys = DeployStore::new(incidents.clone(), gate.recorder().clone());
-        Self {
+        Self(Arc::new(Shared {
             incidents,
             config: Arc::new(config),
             db,
@@ -57,7 +68,7 @@ impl AppState {
             gate,
             deploys,
             lifecycle,
-        }
+        }))
     }
 }
 
