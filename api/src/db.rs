@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
 use secrecy::ExposeSecret;
 
 use crate::config::Config;
@@ -30,6 +30,9 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
         .acquire_timeout(config.db_acquire_timeout)
         .idle_timeout(Duration::from_secs(300))
         .sqlx_logging(false)
+        // A pooled SQLite connection is a file handle that cannot go stale: pinging it before
+        // every query only costs a round trip to its worker thread.
+        .test_before_acquire(!is_sqlite)
         .connect_lazy(!is_sqlite);
     if is_sqlite {
         options.map_sqlx_sqlite_opts(|o| {
@@ -37,9 +40,39 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
+                // Checkpoints run in the background (below), not in whichever commit happens to
+                // fill the WAL: that commit would otherwise wait milliseconds for the copy and
+                // its fsync, and so would every request queued behind it.
+                .pragma("wal_autocheckpoint", "0")
         });
     }
-    Database::connect(options).await
+    let db = Database::connect(options).await?;
+    if is_sqlite {
+        tokio::spawn(checkpoint_loop(db.clone()));
+    }
+    Ok(db)
+}
+
+/// How often the WAL is copied back into a SQLite database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Copies the SQLite WAL into the database file every [`CHECKPOINT_EVERY`] without blocking
+/// readers or writers (a `PASSIVE` checkpoint; what a reader still needs is copied next time).
+/// Stops when the pool is closed.
+async fn checkpoint_loop(db: DatabaseConnection) {
+    let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match db
+            .execute_unprepared("PRAGMA wal_checkpoint(PASSIVE)")
+            .await
+        {
+            Ok(_) => {}
+            Err(DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::ConnectionClosed)) => return,
+            Err(err) => tracing::warn!(error = %err, "SQLite checkpoint failed"),
+        }
+    }
 }
 
 /// Applies every pending migration; returns the names applied.
