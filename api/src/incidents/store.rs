@@ -10,11 +10,11 @@ use chrono::{NaiveDateTime, SubsecRound, Utc};
 use entity::{
     ops_incident as incident, ops_incident_event as event, Category, EventType, Severity,
 };
-use sea_orm::sea_query::{Expr, SimpleExpr};
+use sea_orm::sea_query::{Alias, Asterisk, Expr, Order, Query, SimpleExpr, UnionType};
 use sea_orm::{
     ActiveEnum, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
     DbBackend, DbErr, EntityTrait, FromQueryResult, Iterable, QueryFilter, QueryOrder, QuerySelect,
-    Statement, TransactionTrait,
+    QueryTrait, Statement, TransactionTrait,
 };
 use serde_json::{json, Map, Value};
 use tokio::sync::Mutex;
@@ -496,26 +496,40 @@ impl IncidentStore {
             cond = cond.add(after_cond(C::CreatedAt, C::Id, c));
         }
         // The contract indexes events by (eventType, createdAt), not by createdAt alone: one
-        // ordered, limited scan per event type, merged, reads only what the page needs.
+        // ordered, limited scan per event type, merged in one statement, reads only what the
+        // page needs: SELECT * FROM (SELECT * FROM (… ORDER BY LIMIT) UNION ALL …) ORDER BY LIMIT.
         let types: Vec<EventType> = match filter.event_type {
             Some(t) => vec![t],
             None => EventType::iter().collect(),
         };
-        let queries = types.into_iter().map(|t| {
-            event::Entity::find()
+        let branch = |(n, t): (usize, EventType)| {
+            let scan = event::Entity::find()
                 .filter(cond.clone())
                 .filter(C::EventType.eq(t))
                 .order_by_asc(C::CreatedAt)
                 .order_by_asc(C::Id)
                 .limit(limit + 1)
-                .all(&self.db)
-        });
-        let mut rows: Vec<event::Model> = Vec::new();
-        for batch in futures::future::join_all(queries).await {
-            rows.extend(batch?);
+                .into_query();
+            Query::select()
+                .column(Asterisk)
+                .from_subquery(scan, Alias::new(format!("t{n}")))
+                .to_owned()
+        };
+        let mut branches = types.into_iter().enumerate().map(branch);
+        let mut merged = branches.next().unwrap_or_else(Query::select);
+        for b in branches {
+            merged.union(UnionType::All, b);
         }
-        rows.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        rows.truncate(usize::try_from(limit + 1).unwrap_or(usize::MAX));
+        let page_query = Query::select()
+            .column(Asterisk)
+            .from_subquery(merged, Alias::new("merged"))
+            .order_by(C::CreatedAt, Order::Asc)
+            .order_by(C::Id, Order::Asc)
+            .limit(limit + 1)
+            .to_owned();
+        let rows = event::Model::find_by_statement(self.backend().build(&page_query))
+            .all(&self.db)
+            .await?;
         let page = paginate(rows, limit, |e| Cursor {
             created_at: e.created_at,
             id: e.id.clone(),
