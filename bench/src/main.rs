@@ -19,7 +19,7 @@ use http_body_util::Full;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use serde_json::{json, Value};
 
-use crate::load::{get, Bounds, Outcome};
+use crate::load::{get, Bounds, Outcome, Pace, Target};
 use crate::procs::Server;
 
 const TOKEN: &str = "bench-admin-token-0123456789abcdef";
@@ -52,6 +52,25 @@ struct Args {
     /// Where to write latest.json and latest.md.
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
+    /// Run only these phases (comma-separated), for profiling one figure; the results then go
+    /// to partial.json and partial.md instead of latest.*.
+    #[arg(long, value_enum, value_delimiter = ',')]
+    only: Vec<Phase>,
+}
+
+/// The phases of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Phase {
+    /// Liveness, readiness, the bundle and the gate under load; resident memory.
+    Throughput,
+    /// A doctor run's wall time against stand-ins.
+    Doctor,
+    /// Incident reports through the API against plain inserts.
+    Ingest,
+    /// Keyset pages over a large history.
+    Scale,
+    /// Start-up time on an existing database.
+    Startup,
 }
 
 #[derive(Subcommand)]
@@ -68,6 +87,53 @@ struct Row {
     detail: String,
     target: &'static str,
     met: Option<bool>,
+}
+
+/// What a run found: the figures, in the output contract's order, and the latency table.
+#[derive(Default)]
+struct Report {
+    rows: Vec<Row>,
+    latency: BTreeMap<&'static str, Value>,
+}
+
+/// The output contract's figures, in the order the report lists them.
+const KEYS: [&str; 13] = [
+    "live_vs_bare",
+    "ready_vs_live",
+    "ready_db_queries_per_ttl",
+    "gate_p99_vs_live_p99",
+    "doctor_wall_vs_slowest",
+    "doctor_wall_vs_timeout_when_hanging",
+    "ingest_vs_plain_sqlite",
+    "ingest_vs_plain_postgres",
+    "deep_vs_first_page",
+    "timeline_p99_ms_postgres",
+    "idle_rss_mib",
+    "peak_rss_mib",
+    "startup_ms",
+];
+
+impl Report {
+    /// Adds a figure; `meets` judges it against its target (nothing to judge without a value).
+    fn row(
+        &mut self,
+        key: &'static str,
+        value: Option<f64>,
+        detail: String,
+        target: &'static str,
+        meets: impl Fn(f64) -> bool,
+    ) {
+        debug_assert!(KEYS.contains(&key), "{key} is not in the output contract");
+        self.rows.push(Row {
+            key,
+            value,
+            met: value.map(&meets),
+            detail,
+            target,
+        });
+        self.rows
+            .sort_by_key(|r| KEYS.iter().position(|k| *k == r.key));
+    }
 }
 
 fn main() {
@@ -136,26 +202,165 @@ async fn bench(args: Args) {
     let started = Instant::now();
     println!("building the release binary…");
     let binary = procs::build_release();
-    let me = std::env::current_exe().expect("current exe");
     let dir = tempfile::tempdir().expect("temp dir");
-    let sqlite_url = |name: &str| format!("sqlite://{}/{name}.db?mode=rwc", dir.path().display());
+    let run = |phase: Phase| args.only.is_empty() || args.only.contains(&phase);
+    let mut report = Report::default();
+
+    let main_db = sqlite_url(dir.path(), "main");
+    if run(Phase::Throughput) {
+        throughput(&binary, &main_db, dir.path(), &args, &mut report).await;
+    }
+    if run(Phase::Doctor) {
+        println!("doctor run wall time…");
+        let client = http().await;
+        let (vs_slowest, vs_timeout, doctor_detail) = doctor_wall(
+            &binary,
+            &sqlite_url(dir.path(), "doctor"),
+            dir.path(),
+            &client,
+        )
+        .await;
+        report.row(
+            "doctor_wall_vs_slowest",
+            Some(vs_slowest),
+            doctor_detail.0,
+            "≤ 1.1",
+            |v| v <= 1.1,
+        );
+        report.row(
+            "doctor_wall_vs_timeout_when_hanging",
+            Some(vs_timeout),
+            doctor_detail.1,
+            "≤ 1.1",
+            |v| v <= 1.1,
+        );
+    }
+
+    // Ingestion and the timeline at scale, on SQLite and (when given) PostgreSQL.
+    let postgres = match &args.postgres_url {
+        Some(url) => Some(PgDatabase::create(url).await),
+        None => None,
+    };
+    if run(Phase::Ingest) {
+        for backend in ["sqlite", "postgres"] {
+            let key = if backend == "sqlite" {
+                "ingest_vs_plain_sqlite"
+            } else {
+                "ingest_vs_plain_postgres"
+            };
+            let urls = match (backend, &postgres) {
+                ("sqlite", _) => Some((
+                    sqlite_url(dir.path(), "ingest"),
+                    sqlite_url(dir.path(), "plain"),
+                )),
+                (_, Some(pg)) => {
+                    pg.create_db("ingest").await;
+                    pg.create_db("plain").await;
+                    Some((pg.url("ingest"), pg.url("plain")))
+                }
+                (_, None) => None,
+            };
+            let Some((url, plain_url)) = urls else {
+                report.row(
+                    key,
+                    None,
+                    "no --postgres-url given".into(),
+                    "≥ 0.5",
+                    |v| v >= 0.5,
+                );
+                continue;
+            };
+            println!("incident ingestion on {backend}…");
+            let (value, detail) = ingestion(
+                &binary,
+                &url,
+                &plain_url,
+                dir.path(),
+                args.reports,
+                args.connections,
+            )
+            .await;
+            report.row(key, Some(value), detail, "≥ 0.5", |v| v >= 0.5);
+        }
+    }
+
+    if run(Phase::Scale) {
+        println!(
+            "timeline at scale ({} events over {} incidents)…",
+            args.events, args.incidents
+        );
+        let sqlite = scale(&binary, &sqlite_url(dir.path(), "scale"), dir.path(), &args).await;
+        let pg = match &postgres {
+            Some(pg) => {
+                pg.create_db("scale").await;
+                Some(scale(&binary, &pg.url("scale"), dir.path(), &args).await)
+            }
+            None => None,
+        };
+        let worst = pg.as_ref().map_or(sqlite.deep_vs_first, |p| {
+            p.deep_vs_first.max(sqlite.deep_vs_first)
+        });
+        let mut detail = format!("SQLite: {}", sqlite.detail);
+        if let Some(p) = &pg {
+            detail.push_str(&format!("; PostgreSQL: {}", p.detail));
+        }
+        report.row("deep_vs_first_page", Some(worst), detail, "≤ 1.5", |v| {
+            v <= 1.5
+        });
+        report.row(
+            "timeline_p99_ms_postgres",
+            pg.as_ref().map(|p| p.timeline_p99_ms),
+            pg.as_ref()
+                .map(|p| p.timeline_detail.clone())
+                .unwrap_or_else(|| "no --postgres-url given".into()),
+            "≤ 10 ms",
+            |v| v <= 10.0,
+        );
+    }
+
+    if run(Phase::Startup) {
+        println!("start-up time…");
+        let client = http().await;
+        let startup = startup_ms(&binary, &main_db, dir.path(), &client).await;
+        report.row(
+            "startup_ms",
+            Some(startup),
+            "spawn to first 200 from /health/ready, median of 5, no pending migrations".into(),
+            "≤ 300",
+            |v| v <= 300.0,
+        );
+    }
+
+    if let Some(pg) = postgres {
+        pg.drop_all().await;
+    }
+    let name = if args.only.is_empty() {
+        "latest"
+    } else {
+        "partial"
+    };
+    write_report(&args.out, name, &report, started.elapsed());
+}
+
+fn sqlite_url(dir: &Path, name: &str) -> String {
+    format!("sqlite://{}/{name}.db?mode=rwc", dir.display())
+}
+
+/// Throughput, latency and footprint of the probes, the bundle and the gate.
+async fn throughput(binary: &Path, db: &str, dir: &Path, args: &Args, report: &mut Report) {
+    println!(
+        "throughput and latency ({} connections, {:?} per phase)…",
+        args.connections, args.duration
+    );
+    let me = std::env::current_exe().expect("current exe");
+    let client = http().await;
     let bounds = Bounds {
         connections: args.connections,
         duration: args.duration,
         max_requests: 2_000_000,
     };
-    let client = http().await;
-    let mut rows: Vec<Row> = Vec::new();
-    let mut latency: BTreeMap<&str, Value> = BTreeMap::new();
-
-    // Throughput, latency and footprint, against the bare server.
-    println!(
-        "throughput and latency ({} connections, {:?} per phase)…",
-        args.connections, args.duration
-    );
-    let main_db = sqlite_url("main");
-    let bare = procs::start(&me, &["bare-server"], &[], dir.path());
-    let server = procs::start(&binary, &[], &env(&main_db, &[]), dir.path());
+    let bare = procs::start(&me, &["bare-server"], &[], dir);
+    let server = procs::start(binary, &[], &env(db, &[]), dir);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss = server.rss_mib();
     let warm = Bounds {
@@ -164,8 +369,18 @@ async fn bench(args: Args) {
     };
     load::run(bare.addr, get("/health/live", None), warm).await;
     load::run(server.addr, get("/health/live", None), warm).await;
-    let bare_live = load::run(bare.addr, get("/health/live", None), bounds).await;
-    let live = load::run(server.addr, get("/health/live", None), bounds).await;
+    let live_at = |addr| Target {
+        addr,
+        make: get("/health/live", None),
+    };
+    let (bare_live, live) = load::interleaved(
+        &live_at(bare.addr),
+        &live_at(server.addr),
+        Pace::Closed,
+        bounds,
+        6,
+    )
+    .await;
     drop(bare);
     let before = get_json(&client, &server, "/ops/doctor").await["readiness"]["checksRun"]
         .as_u64()
@@ -179,10 +394,20 @@ async fn bench(args: Args) {
     let bundle = load::run(server.addr, get("/ops/doctor", Some(TOKEN)), bounds).await;
     let run = post_json(&client, &server, "/ops/doctor/run", json!({})).await;
     assert!(run["results"].is_array(), "doctor run failed: {run}");
-    let gate = load::run(
-        server.addr,
-        get("/ops/gate?env=bench&release=r1&max_age=3600", Some(TOKEN)),
+    let gate_target = Target {
+        addr: server.addr,
+        make: get("/ops/gate?env=bench&release=r1&max_age=3600", Some(TOKEN)),
+    };
+    let gate = load::run(gate_target.addr, gate_target.make.clone(), bounds).await;
+    // Latency compared at an equal offered load: half of what the gate sustains at saturation,
+    // sent to liveness and to the gate alike.
+    let rate = (gate.rps() / 2.0).round();
+    let (live_paced, gate_paced) = load::interleaved(
+        &live_at(server.addr),
+        &gate_target,
+        Pace::Rate(rate),
         bounds,
+        8,
     )
     .await;
     let peak_rss = server.peak_rss_mib();
@@ -192,188 +417,75 @@ async fn bench(args: Args) {
         ("ready", &ready),
         ("doctor_bundle", &bundle),
         ("gate_stored", &gate),
+        ("live_at_half_gate_capacity", &live_paced),
+        ("gate_stored_at_half_gate_capacity", &gate_paced),
     ] {
-        latency.insert(name, summary(o));
+        report.latency.insert(name, summary(o));
     }
     drop(server);
 
-    rows.push(Row {
-        key: "live_vs_bare",
-        value: Some(ratio(live.rps(), bare_live.rps())),
-        detail: format!("{:.0} vs {:.0} rps", live.rps(), bare_live.rps()),
-        target: "≥ 0.9",
-        met: Some(ratio(live.rps(), bare_live.rps()) >= 0.9),
-    });
-    rows.push(Row {
-        key: "ready_vs_live",
-        value: Some(ratio(ready.rps(), live.rps())),
-        detail: format!("{:.0} vs {:.0} rps", ready.rps(), live.rps()),
-        target: "≥ 0.8",
-        met: Some(ratio(ready.rps(), live.rps()) >= 0.8),
-    });
-    rows.push(Row {
-        key: "ready_db_queries_per_ttl",
-        value: Some(queries_per_ttl),
-        detail: format!(
+    let live_vs_bare = ratio(live.rps(), bare_live.rps());
+    report.row(
+        "live_vs_bare",
+        Some(live_vs_bare),
+        format!(
+            "{:.0} vs {:.0} rps (6 alternating slices)",
+            live.rps(),
+            bare_live.rps()
+        ),
+        "≥ 0.9",
+        |v| v >= 0.9,
+    );
+    report.row(
+        "ready_vs_live",
+        Some(ratio(ready.rps(), live.rps())),
+        format!("{:.0} vs {:.0} rps", ready.rps(), live.rps()),
+        "≥ 0.8",
+        |v| v >= 0.8,
+    );
+    report.row(
+        "ready_db_queries_per_ttl",
+        Some(queries_per_ttl),
+        format!(
             "{} database checks for {} probes over {:.1} s (TTL {READY_TTL_MS} ms)",
             after.saturating_sub(before),
             ready.requests,
             ready.elapsed.as_secs_f64()
         ),
-        target: "≤ 1 per TTL",
-        met: Some(queries_per_ttl <= 1.05),
-    });
-    let gate_vs_live = ratio(gate.percentile_ms(99.0), live.percentile_ms(99.0));
-    rows.push(Row {
-        key: "gate_p99_vs_live_p99",
-        value: Some(gate_vs_live),
-        detail: format!(
-            "{:.2} ms vs {:.2} ms",
-            gate.percentile_ms(99.0),
-            live.percentile_ms(99.0)
-        ),
-        target: "≤ 2",
-        met: Some(gate_vs_live <= 2.0),
-    });
-
-    // The doctor's wall time against stand-ins answering after known delays.
-    println!("doctor run wall time…");
-    let (vs_slowest, vs_timeout, doctor_detail) =
-        doctor_wall(&binary, &sqlite_url("doctor"), dir.path(), &client).await;
-    rows.push(Row {
-        key: "doctor_wall_vs_slowest",
-        value: Some(vs_slowest),
-        detail: doctor_detail.0,
-        target: "≤ 1.1",
-        met: Some(vs_slowest <= 1.1),
-    });
-    rows.push(Row {
-        key: "doctor_wall_vs_timeout_when_hanging",
-        value: Some(vs_timeout),
-        detail: doctor_detail.1,
-        target: "≤ 1.1",
-        met: Some(vs_timeout <= 1.1),
-    });
-
-    // Ingestion and the timeline at scale, on SQLite and (when given) PostgreSQL.
-    let postgres = match &args.postgres_url {
-        Some(url) => Some(PgDatabase::create(url).await),
-        None => None,
-    };
-    for (backend, url) in [
-        ("sqlite", Some(sqlite_url("ingest"))),
-        ("postgres", postgres.as_ref().map(|p| p.url("ingest"))),
-    ] {
-        let key = if backend == "sqlite" {
-            "ingest_vs_plain_sqlite"
-        } else {
-            "ingest_vs_plain_postgres"
-        };
-        let Some(url) = url else {
-            rows.push(Row {
-                key,
-                value: None,
-                detail: "no --postgres-url given".into(),
-                target: "≥ 0.5",
-                met: None,
-            });
-            continue;
-        };
-        println!("incident ingestion on {backend}…");
-        if let Some(pg) = &postgres {
-            if backend == "postgres" {
-                pg.create_db("ingest").await;
-                pg.create_db("plain").await;
-            }
-        }
-        let plain_url = if backend == "sqlite" {
-            sqlite_url("plain")
-        } else {
-            postgres
-                .as_ref()
-                .map(|p| p.url("plain"))
-                .unwrap_or_default()
-        };
-        let (value, detail) = ingestion(
-            &binary,
-            &url,
-            &plain_url,
-            dir.path(),
-            args.reports,
-            args.connections,
-        )
-        .await;
-        rows.push(Row {
-            key,
-            value: Some(value),
-            detail,
-            target: "≥ 0.5",
-            met: Some(value >= 0.5),
-        });
-    }
-
-    println!(
-        "timeline at scale ({} events over {} incidents)…",
-        args.events, args.incidents
+        "≤ 1 per TTL",
+        |v| v <= 1.05,
     );
-    let (deep_vs_first, scale_detail) =
-        scale(&binary, &sqlite_url("scale"), dir.path(), &args).await;
-    rows.push(Row {
-        key: "deep_vs_first_page",
-        value: Some(deep_vs_first),
-        detail: scale_detail,
-        target: "≤ 1.5",
-        met: Some(deep_vs_first <= 1.5),
-    });
-    let timeline_pg = match &postgres {
-        Some(pg) => {
-            pg.create_db("scale").await;
-            let (_, detail, timeline_p99) =
-                scale_full(&binary, &pg.url("scale"), dir.path(), &args).await;
-            Some((timeline_p99, detail))
-        }
-        None => None,
-    };
-    rows.push(Row {
-        key: "timeline_p99_ms_postgres",
-        value: timeline_pg.as_ref().map(|t| t.0),
-        detail: timeline_pg
-            .as_ref()
-            .map(|t| t.1.clone())
-            .unwrap_or_else(|| "no --postgres-url given".into()),
-        target: "≤ 10 ms",
-        met: timeline_pg.as_ref().map(|t| t.0 <= 10.0),
-    });
-
-    // Footprint and start-up on an existing database.
-    println!("start-up time…");
-    let startup = startup_ms(&binary, &main_db, dir.path(), &client).await;
-    rows.push(Row {
-        key: "idle_rss_mib",
-        value: Some(round1(idle_rss)),
-        detail: "after start-up, before load".into(),
-        target: "≤ 30",
-        met: Some(idle_rss <= 30.0),
-    });
-    rows.push(Row {
-        key: "peak_rss_mib",
-        value: Some(round1(peak_rss)),
-        detail: "VmHWM after all throughput phases".into(),
-        target: "≤ 80",
-        met: Some(peak_rss <= 80.0),
-    });
-    rows.push(Row {
-        key: "startup_ms",
-        value: Some(startup),
-        detail: "spawn to first 200 from /health/ready, median of 5, no pending migrations".into(),
-        target: "≤ 300",
-        met: Some(startup <= 300.0),
-    });
-
-    if let Some(pg) = postgres {
-        pg.drop_all().await;
-    }
-    write_report(&args.out, &rows, &latency, started.elapsed());
+    report.row(
+        "gate_p99_vs_live_p99",
+        Some(ratio(
+            gate_paced.percentile_ms(99.0),
+            live_paced.percentile_ms(99.0),
+        )),
+        format!(
+            "{:.2} ms vs {:.2} ms at {rate:.0} requests/s each (half the gate's {:.0}/s at saturation; at saturation {:.2} vs {:.2} ms)",
+            gate_paced.percentile_ms(99.0),
+            live_paced.percentile_ms(99.0),
+            gate.rps(),
+            gate.percentile_ms(99.0),
+            live.percentile_ms(99.0),
+        ),
+        "≤ 2",
+        |v| v <= 2.0,
+    );
+    report.row(
+        "idle_rss_mib",
+        Some(round1(idle_rss)),
+        "after start-up, before load".into(),
+        "≤ 30",
+        |v| v <= 30.0,
+    );
+    report.row(
+        "peak_rss_mib",
+        Some(round1(peak_rss)),
+        "VmHWM after all throughput phases".into(),
+        "≤ 80",
+        |v| v <= 80.0,
+    );
 }
 
 fn round1(x: f64) -> f64 {
@@ -500,23 +612,33 @@ async fn migration_up(db: &DatabaseConnection) {
     migration::Migrator::up(db, None).await.expect("migrate");
 }
 
-/// p99 of repeated sequential GETs of one path.
-async fn p99(client: &reqwest::Client, server: &Server, path: &str, times: usize) -> f64 {
-    let mut ms = Vec::with_capacity(times);
+/// Latencies in microseconds (each sorted) of `times` sequential GETs of each of two paths,
+/// alternating between them so that both see the same machine.
+async fn alternating(
+    client: &reqwest::Client,
+    server: &Server,
+    paths: [&str; 2],
+    times: usize,
+) -> [Vec<u64>; 2] {
+    let mut samples = [Vec::with_capacity(times), Vec::with_capacity(times)];
     for _ in 0..times {
-        let t = Instant::now();
-        let resp = client
-            .get(format!("http://{}{path}", server.addr))
-            .bearer_auth(TOKEN)
-            .send()
-            .await
-            .expect("request");
-        assert!(resp.status().is_success(), "{path}: {}", resp.status());
-        let _ = resp.bytes().await;
-        ms.push((t.elapsed().as_micros()) as u64);
+        for (path, out) in paths.iter().zip(samples.iter_mut()) {
+            let t = Instant::now();
+            let resp = client
+                .get(format!("http://{}{path}", server.addr))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .expect("request");
+            assert!(resp.status().is_success(), "{path}: {}", resp.status());
+            let _ = resp.bytes().await;
+            out.push(t.elapsed().as_micros() as u64);
+        }
     }
-    ms.sort_unstable();
-    load::percentile(&ms, 99.0) as f64 / 1000.0
+    for s in &mut samples {
+        s.sort_unstable();
+    }
+    samples
 }
 
 fn cursor(created: chrono::NaiveDateTime, id: &str) -> String {
@@ -525,14 +647,21 @@ fn cursor(created: chrono::NaiveDateTime, id: &str) -> String {
         .encode(format!("v1|{}|{id}", created.and_utc().timestamp_millis()))
 }
 
-async fn scale(binary: &Path, url: &str, dir: &Path, args: &Args) -> (f64, String) {
-    let (ratio, detail, _) = scale_full(binary, url, dir, args).await;
-    (ratio, detail)
+/// What the timeline-at-scale phase found on one backend.
+struct Scale {
+    /// The worst p99 ratio of a deep page to its first page.
+    deep_vs_first: f64,
+    detail: String,
+    /// The worst p99 of `GET /ops/timeline`, first or deep page.
+    timeline_p99_ms: f64,
+    timeline_detail: String,
 }
 
-/// Seeds the history, then compares deep keyset pages with first pages; also returns the
-/// timeline's worst p99.
-async fn scale_full(binary: &Path, url: &str, dir: &Path, args: &Args) -> (f64, String, f64) {
+/// Samples per page in the timeline-at-scale phase.
+const PAGE_SAMPLES: usize = 3_000;
+
+/// Seeds the history, then compares deep keyset pages with first pages.
+async fn scale(binary: &Path, url: &str, dir: &Path, args: &Args) -> Scale {
     let db = Database::connect(url).await.expect("scale database");
     migration_up(&db).await;
     let t = Instant::now();
@@ -579,27 +708,34 @@ async fn scale_full(binary: &Path, url: &str, dir: &Path, args: &Args) -> (f64, 
         ),
     ];
     let mut worst: f64 = 0.0;
-    let mut timeline_worst: f64 = 0.0;
+    let mut timeline = (0.0, String::new());
     let mut parts = Vec::new();
     for (name, first, deep) in pairs {
-        p99(&client, &server, &first, 20).await;
-        let first_p99 = p99(&client, &server, &first, 200).await;
-        let deep_p99 = p99(&client, &server, &deep, 200).await;
+        alternating(&client, &server, [&first, &deep], 20).await;
+        let [first, deep] = alternating(&client, &server, [&first, &deep], PAGE_SAMPLES).await;
+        let ms = |v: &[u64], p: f64| load::percentile(v, p) as f64 / 1000.0;
+        let (first_p99, deep_p99) = (ms(&first, 99.0), ms(&deep, 99.0));
         worst = worst.max(ratio(deep_p99, first_p99));
+        let part = format!(
+            "{name} {first_p99:.2}/{deep_p99:.2} ms (p50 {:.2}/{:.2})",
+            ms(&first, 50.0),
+            ms(&deep, 50.0)
+        );
         if name == "timeline" {
-            timeline_worst = first_p99.max(deep_p99);
+            timeline = (first_p99.max(deep_p99), format!("p99 first/deep {part}"));
         }
-        parts.push(format!("{name} {first_p99:.2}/{deep_p99:.2} ms"));
+        parts.push(part);
     }
-    (
-        worst,
-        format!(
-            "p99 first/deep: {} (seeded in {:.0} s)",
+    Scale {
+        deep_vs_first: worst,
+        detail: format!(
+            "p99 first/deep of {PAGE_SAMPLES} alternating requests each: {} (seeded in {:.0} s)",
             parts.join(", "),
             seeded.as_secs_f64()
         ),
-        timeline_worst,
-    )
+        timeline_p99_ms: (timeline.0 * 1000.0_f64).round() / 1000.0,
+        timeline_detail: timeline.1,
+    }
 }
 
 async fn startup_ms(binary: &Path, db: &str, dir: &Path, client: &reqwest::Client) -> f64 {
@@ -672,7 +808,8 @@ impl PgDatabase {
     }
 }
 
-fn write_report(out: &Path, rows: &[Row], latency: &BTreeMap<&str, Value>, took: Duration) {
+fn write_report(out: &Path, name: &str, report: &Report, took: Duration) {
+    let (rows, latency) = (&report.rows, &report.latency);
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
@@ -729,10 +866,10 @@ fn write_report(out: &Path, rows: &[Row], latency: &BTreeMap<&str, Value>, took:
     }
     std::fs::create_dir_all(out).expect("results directory");
     std::fs::write(
-        out.join("latest.json"),
+        out.join(format!("{name}.json")),
         serde_json::to_string_pretty(&Value::Object(json)).expect("json"),
     )
     .expect("write json");
-    std::fs::write(out.join("latest.md"), &md).expect("write markdown");
+    std::fs::write(out.join(format!("{name}.md")), &md).expect("write markdown");
     println!("\n{md}\nwritten to {}", out.display());
 }
