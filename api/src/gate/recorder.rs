@@ -12,7 +12,7 @@ use sea_orm::{DatabaseConnection, EntityTrait};
 use tokio::sync::{mpsc, oneshot};
 
 /// Rows inserted per statement at most.
-const BATCH: usize = 256;
+const BATCH: usize = 64;
 /// How long the writer gathers rows before a commit, unless the batch fills or a reader asks
 /// for a flush: the most a stored verdict trails its answer.
 const LINGER: Duration = Duration::from_millis(20);
