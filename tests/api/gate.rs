@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{json, Value};
 use testkit::hostname::HostnameMode;
 use testkit::openai::OpenAiMode;
@@ -17,7 +18,8 @@ use crate::on_both_backends;
 
 on_both_backends!(
     verdicts_status_codes_and_records,
-    deploys_are_recorded_with_their_gates
+    deploys_are_recorded_with_their_gates,
+    a_burst_of_verdicts_is_stored_whole
 );
 
 async fn gate(app: &TestApp, query: &str) -> (StatusCode, reqwest::header::HeaderMap, Value) {
@@ -721,4 +723,58 @@ async fn another_process_serves_the_gate_from_the_stored_run() {
         hits,
         "no external call for a stored result"
     );
+}
+
+/// Verdicts are answered before their rows commit: a burst larger than one insert batch must still
+/// land whole, in the table within moments (what another process reads) and in this process's
+/// listing at once.
+async fn a_burst_of_verdicts_is_stored_whole(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let app = TestApp::spawn(&db);
+    const BURST: usize = 150;
+    let queries: Vec<String> = (0..BURST)
+        .map(|i| format!("env=burst&release=r{}", i % 3))
+        .collect();
+    let answers = futures::future::join_all(queries.iter().map(|q| gate(&app, q))).await;
+    let mut answered: Vec<String> = answers
+        .iter()
+        .map(|(status, _, body)| {
+            assert_eq!(*status, StatusCode::OK, "{body}");
+            body["gateId"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    answered.sort();
+
+    // Straight from the table, as another process would read it: there within a second.
+    let conn = db.connect().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let stored: Vec<String> = loop {
+        let mut ids: Vec<String> = entity::ops_gate_evaluation::Entity::find()
+            .filter(entity::ops_gate_evaluation::Column::Environment.eq("burst"))
+            .all(&conn)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        ids.sort();
+        if ids.len() >= BURST || Instant::now() > deadline {
+            break ids;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(stored, answered, "every answered verdict is in the table");
+
+    let (status, page) = app.get("/ops/gate/evaluations?env=burst&limit=500").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let mut listed: Vec<String> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["gateId"].as_str().unwrap().to_owned())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, answered, "the listing shows every answered verdict");
 }

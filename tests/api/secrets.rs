@@ -287,6 +287,10 @@ async fn planted_secrets_never_leave_the_process(backend: Backend) {
     );
     assert_clean("a start-up error", &stderr, &secrets);
 
+    // Verdicts are written in the background; reading them through the API waits for the writer,
+    // so every verdict answered above is in the table scanned below.
+    let (status, _) = app.get("/ops/gate/evaluations?limit=1").await;
+    assert_eq!(status, StatusCode::OK);
     let conn = db.connect().await;
     let mut rows = String::new();
     for i in entity::ops_incident::Entity::find()
