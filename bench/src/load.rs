@@ -145,20 +145,22 @@ async fn connect(addr: SocketAddr) -> Option<SendRequest<Full<Bytes>>> {
     Some(sender)
 }
 
-/// Sends one request and reads the whole answer; false on an error or a status outside 2xx.
-/// `Err` when the connection cannot be used again.
+/// Sends one request and reads the whole answer, counting an error or a status outside 2xx as a
+/// failure; false when the connection cannot be used again.
 async fn exchange(
     sender: &mut SendRequest<Full<Bytes>>,
     req: Request<Full<Bytes>>,
-) -> Result<bool, ()> {
+    failures: &mut u64,
+) -> bool {
     let ok = match sender.send_request(req).await {
         Ok(resp) => resp.status().is_success() && resp.into_body().collect().await.is_ok(),
         Err(_) => false,
     };
-    if !ok && sender.ready().await.is_err() {
-        return Err(());
+    if ok {
+        return true;
     }
-    Ok(ok)
+    *failures += 1;
+    sender.ready().await.is_ok()
 }
 
 /// Joins the workers into one outcome.
@@ -197,15 +199,10 @@ pub async fn run(addr: SocketAddr, make: RequestFn, bounds: Bounds) -> Outcome {
                     break;
                 }
                 let t = Instant::now();
-                let outcome = exchange(&mut sender, make(n)).await;
+                let usable = exchange(&mut sender, make(n), &mut failures).await;
                 latencies.push(t.elapsed().as_micros() as u64);
-                match outcome {
-                    Ok(true) => {}
-                    Ok(false) => failures += 1,
-                    Err(()) => {
-                        failures += 1;
-                        break;
-                    }
+                if !usable {
+                    break;
                 }
             }
             (latencies, failures)
@@ -245,15 +242,10 @@ pub async fn run_at_rate(addr: SocketAddr, make: RequestFn, rate: f64, bounds: B
                     tokio::time::sleep_until(scheduled.into()).await;
                 }
                 let t = if late { scheduled } else { Instant::now() };
-                let outcome = exchange(&mut sender, make(n)).await;
+                let usable = exchange(&mut sender, make(n), &mut failures).await;
                 latencies.push(t.elapsed().as_micros() as u64);
-                match outcome {
-                    Ok(true) => {}
-                    Ok(false) => failures += 1,
-                    Err(()) => {
-                        failures += 1;
-                        break;
-                    }
+                if !usable {
+                    break;
                 }
                 scheduled += interval;
             }
