@@ -137,8 +137,9 @@ impl Gate {
         &self.registry
     }
 
-    /// Evaluates a verdict and queues it for the recorder (see [`Recorder`]). Only checks without a fresh-enough result are run, so a
-    /// probe answered from stored results never waits on an external API.
+    /// Evaluates a verdict and queues it for the recorder (see [`Recorder`]). Only checks
+    /// without a fresh-enough result are run, so a probe answered from stored results never
+    /// waits on an external API.
     #[tracing::instrument(skip_all, fields(environment = %req.environment, release = %req.release, source = req.source))]
     pub async fn evaluate(&self, req: GateRequest) -> Result<GateVerdict, DbErr> {
         let required = req
