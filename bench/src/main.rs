@@ -89,7 +89,7 @@ struct Row {
     met: Option<bool>,
 }
 
-/// What a run found: the figures, in the output contract's order, and the latency table.
+/// What a run found: the figures and the latency table.
 #[derive(Default)]
 struct Report {
     rows: Vec<Row>,
@@ -131,8 +131,6 @@ impl Report {
             detail,
             target,
         });
-        self.rows
-            .sort_by_key(|r| KEYS.iter().position(|k| *k == r.key));
     }
 }
 
@@ -809,7 +807,9 @@ impl PgDatabase {
 }
 
 fn write_report(out: &Path, name: &str, report: &Report, took: Duration) {
-    let (rows, latency) = (&report.rows, &report.latency);
+    let mut rows: Vec<&Row> = report.rows.iter().collect();
+    rows.sort_by_key(|r| KEYS.iter().position(|k| *k == r.key));
+    let latency = &report.latency;
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
@@ -824,7 +824,7 @@ fn write_report(out: &Path, name: &str, report: &Report, took: Duration) {
         .unwrap_or(0.0);
     let date = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut json = serde_json::Map::new();
-    for row in rows {
+    for row in &rows {
         json.insert(row.key.to_owned(), json!(row.value));
     }
     json.insert(
