@@ -240,6 +240,16 @@ impl Config {
         checks::mask::mask_database_url(self.database_url.expose_secret())
     }
 
+    /// For a networked database, its server's `host:port`.
+    pub fn database_server(&self) -> Option<String> {
+        let url = url::Url::parse(self.database_url.expose_secret()).ok()?;
+        if !matches!(url.scheme(), "postgres" | "postgresql") {
+            return None;
+        }
+        let host = url.host()?;
+        Some(format!("{host}:{}", url.port().unwrap_or(5432)))
+    }
+
     /// For a SQLite URL, the directory its file lives in (created at start-up if missing).
     pub fn sqlite_dir(&self) -> Option<PathBuf> {
         let url = self.database_url.expose_secret();

@@ -1,10 +1,19 @@
 //! Connecting to the database and applying migrations.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::str::FromStr;
 use std::time::Duration;
 
 use migration::{Migrator, MigratorTrait};
-use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr};
+use sea_orm::sqlx::pool::PoolConnectionMetadata;
+use sea_orm::sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sea_orm::sqlx::{ConnectOptions as _, Connection};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbErr, SqlxSqliteConnector,
+};
 use secrecy::ExposeSecret;
 
 use crate::config::Config;
@@ -21,7 +30,9 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
         })?;
     }
     let url = config.database_url.expose_secret();
-    let is_sqlite = url.starts_with("sqlite:");
+    if url.starts_with("sqlite:") {
+        return connect_sqlite(config).await;
+    }
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .max_connections(config.db_max_connections)
@@ -30,27 +41,69 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
         .acquire_timeout(config.db_acquire_timeout)
         .idle_timeout(Duration::from_secs(300))
         .sqlx_logging(false)
+        .test_before_acquire(true)
+        .connect_lazy(true);
+    Database::connect(options).await
+}
+
+async fn connect_sqlite(config: &Config) -> Result<DatabaseConnection, DbErr> {
+    let url = config.database_url.expose_secret();
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(|e| DbErr::Custom(format!("bad SQLite URL: {e}")))?
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .foreign_keys(true)
+        // Checkpoints run in the background (below), not in whichever commit happens to fill
+        // the WAL: that commit would otherwise wait milliseconds for the copy and its fsync,
+        // and so would every request queued behind it.
+        .pragma("wal_autocheckpoint", "0")
+        .disable_statement_logging();
+    let pool = SqlitePoolOptions::new()
+        .max_connections(config.db_max_connections)
+        .min_connections(0)
+        .acquire_timeout(config.db_acquire_timeout)
+        .idle_timeout(Duration::from_secs(300))
         // A pooled SQLite connection is a file handle that cannot go stale: pinging it before
         // every query only costs a round trip to its worker thread.
-        .test_before_acquire(!is_sqlite)
-        .connect_lazy(!is_sqlite);
-    if is_sqlite {
-        options.map_sqlx_sqlite_opts(|o| {
-            o.journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true)
-                // Checkpoints run in the background (below), not in whichever commit happens to
-                // fill the WAL: that commit would otherwise wait milliseconds for the copy and
-                // its fsync, and so would every request queued behind it.
-                .pragma("wal_autocheckpoint", "0")
-        });
-    }
-    let db = Database::connect(options).await?;
-    if is_sqlite {
-        tokio::spawn(checkpoint_loop(db.clone()));
-    }
+        .test_before_acquire(false)
+        .after_release(discard_if_in_transaction)
+        .connect_with(options)
+        .await
+        .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?;
+    let db = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
+    tokio::spawn(checkpoint_loop(db.clone()));
     Ok(db)
+}
+
+/// Keeps a returned SQLite connection only when it is outside any transaction.
+///
+/// After `SQLITE_FULL` or an I/O error SQLite may roll a transaction back by itself; the
+/// driver's `ROLLBACK` then fails and the driver still counts the connection as inside a
+/// transaction. Its next `BEGIN` becomes a `SAVEPOINT` and a failed statement there a
+/// `ROLLBACK TO`, which leaves a real transaction open holding the write lock: every write
+/// that lands on it is answered as committed and never is, and every other writer waits.
+/// Such a connection is closed here (which rolls back whatever it holds), never reused.
+fn discard_if_in_transaction(
+    conn: &mut SqliteConnection,
+    _meta: PoolConnectionMetadata,
+) -> Pin<Box<dyn Future<Output = Result<bool, sea_orm::sqlx::Error>> + Send + '_>> {
+    Box::pin(async move {
+        // Locking the handle first runs any rollback the dropped transaction queued.
+        let mut handle = conn.lock_handle().await?;
+        // SAFETY: the handle is locked for this call, so the pointer is a live connection that
+        // no other thread uses meanwhile; `sqlite3_get_autocommit` only reads its state.
+        let autocommit =
+            unsafe { libsqlite3_sys::sqlite3_get_autocommit(handle.as_raw_handle().as_ptr()) };
+        drop(handle);
+        let clean = autocommit != 0 && !conn.is_in_transaction();
+        if !clean {
+            tracing::warn!(
+                "a database connection was left inside a transaction after an error; it is closed, not reused"
+            );
+        }
+        Ok(clean)
+    })
 }
 
 /// How often the WAL is copied back into a SQLite database.

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::FromRef;
+use checks::write_health::WriteHealth;
 use sea_orm::DatabaseConnection;
 
 use crate::config::Config;
@@ -41,7 +42,8 @@ pub struct Shared {
 impl AppState {
     pub fn new(config: Config, db: DatabaseConnection) -> Self {
         let lifecycle = Lifecycle::default();
-        let registry = build_registry(&config, db.clone());
+        let writes = WriteHealth::default();
+        let registry = build_registry(&config, db.clone(), writes.clone());
         let latest = Arc::new(LatestResults::default());
         let readiness = Arc::new(Readiness::new(
             registry.clone(),
@@ -49,7 +51,7 @@ impl AppState {
             &config,
             lifecycle.clone(),
         ));
-        let incidents = IncidentStore::new(db.clone());
+        let incidents = IncidentStore::new(db.clone(), writes);
         let doctor = Arc::new(Doctor::new(
             registry.clone(),
             latest.clone(),

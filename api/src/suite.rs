@@ -10,6 +10,7 @@ use checks::http::probe_client;
 use checks::openai::OpenAiCheck;
 use checks::stripe::StripeCheck;
 use checks::tunnel::TunnelCheck;
+use checks::write_health::WriteHealth;
 use checks::{CheckResult, Registry, RegistryPolicy};
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
@@ -17,7 +18,7 @@ use sea_orm::DatabaseConnection;
 use crate::config::Config;
 
 /// The registry every consumer (readiness, the doctor, the CLI, the gate) runs checks through.
-pub fn build_registry(config: &Config, db: DatabaseConnection) -> Registry {
+pub fn build_registry(config: &Config, db: DatabaseConnection, writes: WriteHealth) -> Registry {
     let c = &config.checks;
     let policy = RegistryPolicy {
         default_timeout: c.default_timeout,
@@ -29,7 +30,11 @@ pub fn build_registry(config: &Config, db: DatabaseConnection) -> Registry {
         |name: &str| probe_client(c.timeouts.get(name).copied().unwrap_or(c.default_timeout));
     Registry::new(
         vec![
-            Arc::new(DatabaseCheck::new(db, config.database_location())),
+            Arc::new(
+                DatabaseCheck::new(db, config.database_location())
+                    .server(config.database_server())
+                    .write_health(writes),
+            ),
             Arc::new(TunnelCheck::new(c.tunnel.clone(), client("tunnel"))),
             Arc::new(OpenAiCheck::new(c.openai.clone(), client("openai"))),
             Arc::new(StripeCheck::new(c.stripe.clone(), client("stripe"))),

@@ -1,10 +1,12 @@
-//! The `database` check: reachability, a latency baseline, pending migrations and required tables.
+//! The `database` check: reachability, a latency baseline, pending migrations, required tables
+//! and whether writes still commit.
 
 use std::collections::BTreeSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 
+use crate::write_health::WriteHealth;
 use crate::{CheckResult, Reason};
 
 pub const NAME: &str = "database";
@@ -12,25 +14,97 @@ pub const NAME: &str = "database";
 /// How many pings make up the latency baseline.
 const PINGS: u32 = 3;
 
+/// A ping slower than this makes the check ask the server's port directly whether it refuses
+/// connections: the pool retries a refused connection until its acquire timeout, which is longer
+/// than the check's, so a server that is down would otherwise look like a slow one.
+const REFUSED_PROBE_AFTER: Duration = Duration::from_millis(150);
+
 /// Runs the database check. `location` is the already-masked URL, reported as an observed value.
 ///
 /// The caller wraps this in [`crate::with_timeout`]; a hanging database becomes a `timeout`.
-#[tracing::instrument(skip_all, fields(check = NAME))]
 pub async fn check(db: &DatabaseConnection, location: &str) -> CheckResult {
-    let backend = backend_name(db.get_database_backend());
-    let base = |r: CheckResult| r.observe("backend", backend).observe("location", location);
+    DatabaseCheck::new(db.clone(), location.to_owned())
+        .run_check()
+        .await
+}
 
-    let mut total_us: u128 = 0;
-    for _ in 0..PINGS {
-        let started = Instant::now();
-        if let Err(err) = db.ping().await {
-            tracing::warn!(error = %err, "database ping failed");
-            return base(classify_connection_error(&err));
+impl DatabaseCheck {
+    #[tracing::instrument(skip_all, fields(check = NAME))]
+    async fn run_check(&self) -> CheckResult {
+        let (db, location) = (&self.db, self.location.as_str());
+        let backend = backend_name(db.get_database_backend());
+        let base = |r: CheckResult| r.observe("backend", backend).observe("location", location);
+
+        let mut total_us: u128 = 0;
+        for _ in 0..PINGS {
+            let started = Instant::now();
+            if let Err(failed) = self.ping().await {
+                return base(failed);
+            }
+            total_us += started.elapsed().as_micros();
         }
-        total_us += started.elapsed().as_micros();
+        let baseline_ms = (total_us as f64 / f64::from(PINGS)) / 1000.0;
+        let result = schema_check(db, backend, baseline_ms).await;
+        let result = match (result.is_pass(), self.writes.failure()) {
+            (true, Some(failure)) => CheckResult::fail(
+                NAME,
+                Reason::WriteFailed,
+                format!(
+                    "{backend} answers reads, but refused a write at {}: {} ({})",
+                    failure.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    failure.message,
+                    failure.code
+                ),
+                "free space on the database's disk (or raise its size limit) and check its logs; this clears at the next write that commits",
+            )
+            .observe("write_error_code", failure.code)
+            .observe("latency_baseline_ms", round2(baseline_ms)),
+            _ => result,
+        };
+        base(result)
     }
-    let baseline_ms = (total_us as f64 / f64::from(PINGS)) / 1000.0;
-    let base = |r: CheckResult| base(r).observe("latency_baseline_ms", round2(baseline_ms));
+
+    /// One ping; when it is slow and the server's port refuses connections, `connection_refused`
+    /// at once instead of a timeout later.
+    async fn ping(&self) -> Result<(), CheckResult> {
+        let ping = async {
+            self.db.ping().await.map_err(|err| {
+                tracing::warn!(error = %err, "database ping failed");
+                classify_connection_error(&err)
+            })
+        };
+        let Some(server) = &self.server else {
+            return ping.await;
+        };
+        let refused = async {
+            tokio::time::sleep(REFUSED_PROBE_AFTER).await;
+            let probe = tokio::time::timeout(
+                Duration::from_secs(1),
+                tokio::net::TcpStream::connect(server.as_str()),
+            )
+            .await;
+            match probe {
+                Ok(Err(err)) if err.kind() == std::io::ErrorKind::ConnectionRefused => {}
+                // Listening, slow or unknown: the ping's own outcome decides.
+                _ => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            outcome = ping => outcome,
+            () = refused => {
+                tracing::warn!("database ping is waiting on a server that refuses connections");
+                Err(CheckResult::fail(NAME, Reason::ConnectionRefused, "database ping failed: the server refuses connections", REFUSED_HINT))
+            }
+        }
+    }
+}
+
+const REFUSED_HINT: &str =
+    "the database server is not listening: start it or fix DATABASE_URL's host and port";
+
+/// Catalog, migrations and tables, once the database answers pings.
+async fn schema_check(db: &DatabaseConnection, backend: &str, baseline_ms: f64) -> CheckResult {
+    let base = |r: CheckResult| r.observe("latency_baseline_ms", round2(baseline_ms));
 
     let present = match existing_tables(db).await {
         Ok(tables) => tables,
@@ -115,10 +189,7 @@ fn round2(x: f64) -> f64 {
 fn classify_connection_error(err: &DbErr) -> CheckResult {
     let text = err.to_string().to_ascii_lowercase();
     let (reason, hint) = if text.contains("refused") {
-        (
-            Reason::ConnectionRefused,
-            "the database server is not listening: start it or fix DATABASE_URL's host and port",
-        )
+        (Reason::ConnectionRefused, REFUSED_HINT)
     } else if text.contains("lookup")
         || text.contains("resolve")
         || text.contains("name or service")
@@ -184,11 +255,31 @@ async fn pending_migrations(
 pub struct DatabaseCheck {
     db: DatabaseConnection,
     location: String,
+    /// `host:port` of a database server, to tell a refused port from a slow server.
+    server: Option<String>,
+    writes: WriteHealth,
 }
 
 impl DatabaseCheck {
     pub fn new(db: DatabaseConnection, location: String) -> Self {
-        Self { db, location }
+        Self {
+            db,
+            location,
+            server: None,
+            writes: WriteHealth::default(),
+        }
+    }
+
+    /// The server's `host:port` (for a networked database).
+    pub fn server(mut self, address: Option<String>) -> Self {
+        self.server = address;
+        self
+    }
+
+    /// The stores' record of refused writes: the check fails `write_failed` while it is set.
+    pub fn write_health(mut self, writes: WriteHealth) -> Self {
+        self.writes = writes;
+        self
     }
 }
 
@@ -206,6 +297,6 @@ impl crate::registry::Check for DatabaseCheck {
     }
 
     fn run(&self) -> futures::future::BoxFuture<'_, CheckResult> {
-        Box::pin(check(&self.db, &self.location))
+        Box::pin(self.run_check())
     }
 }

@@ -12,6 +12,7 @@ pub mod registry;
 mod result;
 pub mod stripe;
 pub mod tunnel;
+pub mod write_health;
 
 pub use registry::{overall, Check, Registry, RegistryPolicy, SuiteRun, CHECK_NAMES};
 pub use result::{with_timeout, CheckResult, Reason, Status};

@@ -43,6 +43,8 @@ pub enum Reason {
     Misconfigured,
     MigrationsPending,
     MissingTables,
+    /// The database answers reads but its storage refused a write (disk full, I/O error, …).
+    WriteFailed,
     /// The local process (cloudflared) is not running: its port refuses connections.
     ProcessDown,
     /// The process runs but holds no connection to its upstream (tunnel edge).

@@ -438,20 +438,59 @@ async fn database_reasons() {
         serde_json::json!(["OpsDoctorRun"])
     );
 
-    let mut options =
-        ConnectOptions::new(refused_url().replace("http://", "postgres://u:p@") + "/db");
+    // The pool retries a refused connection until its acquire timeout (here longer than the
+    // check's, as by default): the check must still say "refused", not "timeout".
+    let server = refused_url().trim_start_matches("http://").to_owned();
+    let mut options = ConnectOptions::new(format!("postgres://u:p@{server}/db"));
     options
         .connect_lazy(true)
-        .connect_timeout(Duration::from_secs(1))
-        .acquire_timeout(Duration::from_secs(1));
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(5));
     let down = Database::connect(options).await.unwrap();
-    let refused = checks::database::check(&down, "postgres://u:****@127.0.0.1/db").await;
-    assert_eq!(refused.status, Status::Fail);
+    let check = checks::database::DatabaseCheck::new(down, "postgres://u:****@127.0.0.1/db".into())
+        .server(Some(server));
+    let started = std::time::Instant::now();
+    let refused = with_timeout("database", Duration::from_secs(2), check.run()).await;
+    expect(&refused, Status::Fail, Some(Reason::ConnectionRefused));
+    assert!(started.elapsed() < Duration::from_secs(1), "{refused:#?}");
+}
+
+#[tokio::test]
+async fn a_refused_write_fails_the_database_check_until_a_write_commits() {
+    use checks::write_health::WriteHealth;
+    use migration::MigratorTrait;
+    use sea_orm::{ConnectionTrait, Database, DbErr, RuntimeErr};
+
+    let db = Database::connect("sqlite::memory:").await.unwrap();
+    migration::Migrator::up(&db, None).await.unwrap();
+    let writes = WriteHealth::default();
+    let check = checks::database::DatabaseCheck::new(db.clone(), "sqlite::memory:".into())
+        .write_health(writes.clone());
+    expect(&check.run().await, Status::Pass, None);
+
+    // A client's mistake (a constraint) is not the storage's: the check still passes.
+    let constraint = db
+        .execute_unprepared(r#"INSERT INTO "OpsIncidentEvent" ("id", "incidentId", "createdAt", "eventType", "message", "metadataJson") VALUES ('e', 'missing', '2026-01-01 00:00:00', 'DETECTED', 'm', '{}')"#)
+        .await;
+    assert!(constraint.is_err());
+    writes.observe(&constraint);
+    expect(&check.run().await, Status::Pass, None);
+
+    // The storage refusing a write (what SQLite says on a read-only file) fails it.
+    let readonly = Database::connect("sqlite::memory:?mode=ro").await.unwrap();
+    let refused: Result<_, DbErr> = readonly
+        .execute_unprepared("CREATE TABLE t (x INTEGER)")
+        .await;
     assert!(
-        matches!(
-            refused.reason,
-            Some(Reason::ConnectionRefused | Reason::Timeout)
-        ),
-        "{refused:#?}"
+        matches!(&refused, Err(DbErr::Exec(RuntimeErr::SqlxError(_)))),
+        "{refused:?}"
     );
+    writes.observe(&refused);
+    let failed = check.run().await;
+    expect(&failed, Status::Fail, Some(Reason::WriteFailed));
+    assert_eq!(failed.observed["write_error_code"], "SQLITE_READONLY");
+
+    // The next write that commits clears it.
+    writes.observe(&db.execute_unprepared("SELECT 1").await);
+    expect(&check.run().await, Status::Pass, None);
 }

@@ -88,9 +88,11 @@ impl DeployStore {
             report_json: Set(None),
             incident_id: Set(None),
         };
-        deploy::Entity::insert(model)
+        let outcome = deploy::Entity::insert(model)
             .exec_with_returning(&self.db)
-            .await
+            .await;
+        self.incidents.write_health().observe(&outcome);
+        outcome
     }
 
     /// Closes a running deploy. A failed or rolled-back deploy opens a CRITICAL `DEPLOY` incident
@@ -111,7 +113,9 @@ impl DeployStore {
             .filter(deploy::Column::Id.eq(id))
             .filter(deploy::Column::Status.eq("running"))
             .exec(&self.db)
-            .await?;
+            .await;
+        self.incidents.write_health().observe(&updated);
+        let updated = updated?;
         let found = self
             .get(id)
             .await?
@@ -168,14 +172,16 @@ impl DeployStore {
                 event_metadata,
             })
             .await?;
-        deploy::Entity::update_many()
+        let linked = deploy::Entity::update_many()
             .col_expr(
                 deploy::Column::IncidentId,
                 opened.incident.id.clone().into(),
             )
             .filter(deploy::Column::Id.eq(id))
             .exec(&self.db)
-            .await?;
+            .await;
+        self.incidents.write_health().observe(&linked);
+        linked?;
         Ok(deploy::Model {
             incident_id: Some(opened.incident.id),
             ..found

@@ -33,7 +33,7 @@ pub async fn run(config: &Config, json: bool, only: &[String]) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let registry = suite::build_registry(config, conn);
+    let registry = suite::build_registry(config, conn, Default::default());
     let run = registry
         .run((!selected.is_empty()).then_some(&selected))
         .await;

@@ -193,10 +193,11 @@ impl Doctor {
             duration_ms: Set(i32::try_from(run.duration_ms).unwrap_or(i32::MAX)),
             results_json: Set(serde_json::to_value(&run.results).unwrap_or_default()),
         };
-        run_row::Entity::insert(model)
+        let outcome = run_row::Entity::insert(model)
             .exec_without_returning(&self.db)
-            .await?;
-        Ok(id)
+            .await;
+        self.store.write_health().observe(&outcome);
+        outcome.map(|_| id)
     }
 
     /// The latest stored run (from any process sharing the database).

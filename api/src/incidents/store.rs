@@ -19,6 +19,8 @@ use sea_orm::{
 use serde_json::{json, Map, Value};
 use tokio::sync::Mutex;
 
+use checks::write_health::{AsDbErr, WriteHealth};
+
 use super::cursor::Cursor;
 
 /// Namespace for this service's PostgreSQL advisory locks, so they never collide with an app's.
@@ -37,6 +39,15 @@ pub enum StoreError {
     DeployFinished { id: String, status: String },
     #[error(transparent)]
     Db(#[from] DbErr),
+}
+
+impl AsDbErr for StoreError {
+    fn as_db_err(&self) -> Option<&DbErr> {
+        match self {
+            Self::Db(err) => Some(err),
+            _ => None,
+        }
+    }
 }
 
 /// A new incident as reported.
@@ -117,6 +128,8 @@ pub struct IncidentStats {
 #[derive(Clone)]
 pub struct IncidentStore {
     db: DatabaseConnection,
+    /// What this process's writes met; the `database` check reads it.
+    writes: WriteHealth,
     /// SQLite allows one writer at a time; serialising this process's writes here keeps them from
     /// spinning on the file lock. Other processes are held off by SQLite's own lock.
     sqlite_writes: Arc<Mutex<()>>,
@@ -138,15 +151,27 @@ fn fingerprint_expr() -> SimpleExpr {
 }
 
 impl IncidentStore {
-    pub fn new(db: DatabaseConnection) -> Self {
+    pub fn new(db: DatabaseConnection, writes: WriteHealth) -> Self {
         Self {
             db,
+            writes,
             sqlite_writes: Arc::new(Mutex::new(())),
         }
     }
 
     pub fn connection(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// The record of refused writes this store (and every store sharing its connection) feeds.
+    pub fn write_health(&self) -> &WriteHealth {
+        &self.writes
+    }
+
+    /// Passes a write's outcome through [`WriteHealth::observe`].
+    fn observed<T>(&self, outcome: Result<T, StoreError>) -> Result<T, StoreError> {
+        self.writes.observe(&outcome);
+        outcome
     }
 
     fn backend(&self) -> DbBackend {
@@ -165,122 +190,133 @@ impl IncidentStore {
     /// end with exactly one open incident per fingerprint.
     #[tracing::instrument(skip_all, fields(category = ?new.category, severity = ?new.severity))]
     pub async fn open(&self, new: NewIncident) -> Result<Opened, StoreError> {
-        let _guard = self.write_guard().await;
-        let txn = self.db.begin().await?;
-        match self.backend() {
-            DbBackend::Postgres => {
-                if let Some(fp) = &new.fingerprint {
-                    // Held until commit: every process reporting this fingerprint queues here.
-                    txn.execute(Statement::from_sql_and_values(
-                        DbBackend::Postgres,
-                        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
-                        [ADVISORY_LOCK_CLASS.into(), fp.clone().into()],
-                    ))
-                    .await?;
+        let outcome = async {
+            let _guard = self.write_guard().await;
+            let txn = self.db.begin().await?;
+            match self.backend() {
+                DbBackend::Postgres => {
+                    if let Some(fp) = &new.fingerprint {
+                        // Held until commit: every process reporting this fingerprint queues here.
+                        txn.execute(Statement::from_sql_and_values(
+                            DbBackend::Postgres,
+                            "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                            [ADVISORY_LOCK_CLASS.into(), fp.clone().into()],
+                        ))
+                        .await?;
+                    }
                 }
-            }
-            DbBackend::Sqlite => {
-                // Take SQLite's write lock first (like BEGIN IMMEDIATE), so that the read below
-                // cannot go stale before our write: other processes wait on busy_timeout.
-                txn.execute_unprepared(r#"UPDATE "OpsIncident" SET "id" = "id" WHERE 1 = 0"#)
-                    .await?;
-            }
-            DbBackend::MySql => {}
-        }
-
-        let existing = match &new.fingerprint {
-            Some(fp) => {
-                let mut query = incident::Entity::find()
-                    .filter(incident::Column::ResolvedAt.is_null())
-                    .filter(Expr::expr(fingerprint_expr()).eq(fp.as_str()))
-                    .order_by_asc(incident::Column::CreatedAt);
-                if self.backend() == DbBackend::Postgres {
-                    // A concurrent resolve either waits for our commit, or commits first and
-                    // the row no longer matches: never an event on a resolved incident.
-                    query = query.lock_exclusive();
+                DbBackend::Sqlite => {
+                    // Take SQLite's write lock first (like BEGIN IMMEDIATE), so that the read below
+                    // cannot go stale before our write: other processes wait on busy_timeout.
+                    txn.execute_unprepared(r#"UPDATE "OpsIncident" SET "id" = "id" WHERE 1 = 0"#)
+                        .await?;
                 }
-                query.one(&txn).await?
+                DbBackend::MySql => {}
             }
-            None => None,
-        };
 
-        let at = now();
-        let mut details = new.details;
-        if let Some(fp) = &new.fingerprint {
-            details.insert("fingerprint".to_owned(), Value::String(fp.clone()));
-        }
+            let existing = match &new.fingerprint {
+                Some(fp) => {
+                    let mut query = incident::Entity::find()
+                        .filter(incident::Column::ResolvedAt.is_null())
+                        .filter(Expr::expr(fingerprint_expr()).eq(fp.as_str()))
+                        .order_by_asc(incident::Column::CreatedAt);
+                    if self.backend() == DbBackend::Postgres {
+                        // A concurrent resolve either waits for our commit, or commits first and
+                        // the row no longer matches: never an event on a resolved incident.
+                        query = query.lock_exclusive();
+                    }
+                    query.one(&txn).await?
+                }
+                None => None,
+            };
 
-        let (incident, deduplicated) = match existing {
-            Some(found) => (found, true),
-            None => {
-                let model = incident::ActiveModel {
-                    id: Set(new_id()),
-                    created_at: Set(at),
-                    severity: Set(new.severity),
-                    category: Set(new.category),
-                    summary: Set(new.summary.clone()),
-                    details_json: Set(Value::Object(details.clone())),
-                    resolved_at: Set(None),
-                    resolution_notes: Set(None),
-                };
-                (
-                    incident::Entity::insert(model)
-                        .exec_with_returning(&txn)
-                        .await?,
-                    false,
-                )
+            let at = now();
+            let mut details = new.details;
+            if let Some(fp) = &new.fingerprint {
+                details.insert("fingerprint".to_owned(), Value::String(fp.clone()));
             }
-        };
 
-        let mut metadata = if deduplicated {
-            json!({ "severity": new.severity, "summary": new.summary, "details": Value::Object(details), "repeat": true })
-        } else {
-            json!({ "severity": new.severity })
-        };
-        if let Some(m) = metadata.as_object_mut() {
-            m.extend(new.event_metadata);
+            let (incident, deduplicated) = match existing {
+                Some(found) => (found, true),
+                None => {
+                    let model = incident::ActiveModel {
+                        id: Set(new_id()),
+                        created_at: Set(at),
+                        severity: Set(new.severity),
+                        category: Set(new.category),
+                        summary: Set(new.summary.clone()),
+                        details_json: Set(Value::Object(details.clone())),
+                        resolved_at: Set(None),
+                        resolution_notes: Set(None),
+                    };
+                    (
+                        incident::Entity::insert(model)
+                            .exec_with_returning(&txn)
+                            .await?,
+                        false,
+                    )
+                }
+            };
+
+            let mut metadata = if deduplicated {
+                json!({ "severity": new.severity, "summary": new.summary, "details": Value::Object(details), "repeat": true })
+            } else {
+                json!({ "severity": new.severity })
+            };
+            if let Some(m) = metadata.as_object_mut() {
+                m.extend(new.event_metadata);
+            }
+            let event = insert_event(
+                &txn,
+                &incident.id,
+                at,
+                EventType::Detected,
+                new.summary,
+                metadata.as_object().cloned().unwrap_or_default(),
+            )
+            .await?;
+            txn.commit().await?;
+            Ok(Opened {
+                incident,
+                event,
+                deduplicated,
+            })
+
         }
-        let event = insert_event(
-            &txn,
-            &incident.id,
-            at,
-            EventType::Detected,
-            new.summary,
-            metadata.as_object().cloned().unwrap_or_default(),
-        )
-        .await?;
-        txn.commit().await?;
-        Ok(Opened {
-            incident,
-            event,
-            deduplicated,
-        })
+        .await;
+        self.observed(outcome)
     }
 
     /// Appends a timeline event to an open incident. `RESOLVED` goes through [`Self::resolve`].
     #[tracing::instrument(skip_all, fields(incident_id = %id))]
     pub async fn append_event(&self, id: &str, new: NewEvent) -> Result<event::Model, StoreError> {
-        let found = self
-            .get(id)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
-        if found.resolved_at.is_some() {
-            return Err(StoreError::Resolved(id.to_owned()));
+        let outcome = async {
+            let found = self
+                .get(id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+            if found.resolved_at.is_some() {
+                return Err(StoreError::Resolved(id.to_owned()));
+            }
+            let _guard = self.write_guard().await;
+            match insert_event(
+                &self.db,
+                id,
+                now(),
+                new.event_type,
+                new.message,
+                new.metadata,
+            )
+            .await
+            {
+                Err(err) if is_foreign_key_violation(&err) => {
+                    Err(StoreError::NotFound(id.to_owned()))
+                }
+                other => Ok(other?),
+            }
         }
-        let _guard = self.write_guard().await;
-        match insert_event(
-            &self.db,
-            id,
-            now(),
-            new.event_type,
-            new.message,
-            new.metadata,
-        )
-        .await
-        {
-            Err(err) if is_foreign_key_violation(&err) => Err(StoreError::NotFound(id.to_owned())),
-            other => Ok(other?),
-        }
+        .await;
+        self.observed(outcome)
     }
 
     /// Resolves an open incident and appends `RESOLVED`; resolving twice is refused.
@@ -291,43 +327,47 @@ impl IncidentStore {
         notes: Option<String>,
         metadata: Map<String, Value>,
     ) -> Result<(incident::Model, event::Model), StoreError> {
-        let _guard = self.write_guard().await;
-        let txn = self.db.begin().await?;
-        let at = now();
-        // The update is the first statement: it takes the row (PostgreSQL) or file (SQLite) lock,
-        // so of two concurrent resolves exactly one sees the incident open.
-        let updated = incident::Entity::update_many()
-            .col_expr(incident::Column::ResolvedAt, Expr::value(at))
-            .col_expr(
-                incident::Column::ResolutionNotes,
-                Expr::value(notes.clone()),
-            )
-            .filter(incident::Column::Id.eq(id))
-            .filter(incident::Column::ResolvedAt.is_null())
-            .exec(&txn)
-            .await?;
-        if updated.rows_affected == 0 {
-            let found = incident::Entity::find_by_id(id).one(&txn).await?;
-            txn.rollback().await?;
-            return Err(match found {
-                Some(found) => StoreError::AlreadyResolved {
-                    id: id.to_owned(),
-                    resolved_at: found
-                        .resolved_at
-                        .map(|t| super::dto::timestamp(&t))
-                        .unwrap_or_default(),
-                },
-                None => StoreError::NotFound(id.to_owned()),
-            });
+        let outcome = async {
+            let _guard = self.write_guard().await;
+            let txn = self.db.begin().await?;
+            let at = now();
+            // The update is the first statement: it takes the row (PostgreSQL) or file (SQLite) lock,
+            // so of two concurrent resolves exactly one sees the incident open.
+            let updated = incident::Entity::update_many()
+                .col_expr(incident::Column::ResolvedAt, Expr::value(at))
+                .col_expr(
+                    incident::Column::ResolutionNotes,
+                    Expr::value(notes.clone()),
+                )
+                .filter(incident::Column::Id.eq(id))
+                .filter(incident::Column::ResolvedAt.is_null())
+                .exec(&txn)
+                .await?;
+            if updated.rows_affected == 0 {
+                let found = incident::Entity::find_by_id(id).one(&txn).await?;
+                txn.rollback().await?;
+                return Err(match found {
+                    Some(found) => StoreError::AlreadyResolved {
+                        id: id.to_owned(),
+                        resolved_at: found
+                            .resolved_at
+                            .map(|t| super::dto::timestamp(&t))
+                            .unwrap_or_default(),
+                    },
+                    None => StoreError::NotFound(id.to_owned()),
+                });
+            }
+            let message = notes.unwrap_or_else(|| "resolved".to_owned());
+            let event = insert_event(&txn, id, at, EventType::Resolved, message, metadata).await?;
+            let incident = incident::Entity::find_by_id(id)
+                .one(&txn)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+            txn.commit().await?;
+            Ok((incident, event))
         }
-        let message = notes.unwrap_or_else(|| "resolved".to_owned());
-        let event = insert_event(&txn, id, at, EventType::Resolved, message, metadata).await?;
-        let incident = incident::Entity::find_by_id(id)
-            .one(&txn)
-            .await?
-            .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
-        txn.commit().await?;
-        Ok((incident, event))
+        .await;
+        self.observed(outcome)
     }
 
     /// Open incidents whose `detailsJson` has every given key equal to the given text value.
@@ -373,21 +413,26 @@ impl IncidentStore {
         message: String,
         metadata: Map<String, Value>,
     ) -> Result<event::Model, StoreError> {
-        let _guard = self.write_guard().await;
-        let txn = self.db.begin().await?;
-        let updated = incident::Entity::update_many()
-            .col_expr(incident::Column::Severity, Severity::Critical.as_enum())
-            .filter(incident::Column::Id.eq(id))
-            .filter(incident::Column::ResolvedAt.is_null())
-            .exec(&txn)
-            .await?;
-        if updated.rows_affected == 0 {
-            txn.rollback().await?;
-            return Err(StoreError::Resolved(id.to_owned()));
+        let outcome = async {
+            let _guard = self.write_guard().await;
+            let txn = self.db.begin().await?;
+            let updated = incident::Entity::update_many()
+                .col_expr(incident::Column::Severity, Severity::Critical.as_enum())
+                .filter(incident::Column::Id.eq(id))
+                .filter(incident::Column::ResolvedAt.is_null())
+                .exec(&txn)
+                .await?;
+            if updated.rows_affected == 0 {
+                txn.rollback().await?;
+                return Err(StoreError::Resolved(id.to_owned()));
+            }
+            let event =
+                insert_event(&txn, id, now(), EventType::Escalated, message, metadata).await?;
+            txn.commit().await?;
+            Ok(event)
         }
-        let event = insert_event(&txn, id, now(), EventType::Escalated, message, metadata).await?;
-        txn.commit().await?;
-        Ok(event)
+        .await;
+        self.observed(outcome)
     }
 
     /// The most recent events of the given types across incidents, newest first.
