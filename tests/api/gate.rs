@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{json, Value};
 use testkit::hostname::HostnameMode;
 use testkit::openai::OpenAiMode;
@@ -19,7 +19,8 @@ use crate::on_both_backends;
 on_both_backends!(
     verdicts_status_codes_and_records,
     deploys_are_recorded_with_their_gates,
-    a_burst_of_verdicts_is_stored_whole
+    a_burst_of_verdicts_is_stored_whole,
+    the_writer_rejects_only_the_rows_the_database_refuses
 );
 
 async fn gate(app: &TestApp, query: &str) -> (StatusCode, reqwest::header::HeaderMap, Value) {
@@ -777,4 +778,65 @@ async fn a_burst_of_verdicts_is_stored_whole(backend: Backend) {
         .collect();
     listed.sort();
     assert_eq!(listed, answered, "the listing shows every answered verdict");
+}
+
+/// A gate evaluation row as the evaluator builds it.
+fn evaluation_row(
+    id: &str,
+    summary: &str,
+    deploy_id: Option<&str>,
+) -> entity::ops_gate_evaluation::ActiveModel {
+    entity::ops_gate_evaluation::ActiveModel {
+        id: Set(id.to_owned()),
+        created_at: Set(chrono::Utc::now().naive_utc()),
+        environment: Set("writer".to_owned()),
+        release: Set("v1".to_owned()),
+        verdict: Set("pass".to_owned()),
+        summary: Set(summary.to_owned()),
+        source: Set("api".to_owned()),
+        checks_json: Set(json!({"checks": []})),
+        deploy_id: Set(deploy_id.map(str::to_owned)),
+    }
+}
+
+/// Defence in depth behind validation: a row the database refuses (a deploy that does not exist;
+/// on PostgreSQL also a NUL in text and in JSON) is rejected alone, and the rest of its batch is
+/// stored.
+async fn the_writer_rejects_only_the_rows_the_database_refuses(backend: Backend) {
+    use migration::MigratorTrait;
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let conn = db.connect().await;
+    migration::Migrator::up(&conn, None).await.unwrap();
+    let recorder = api::gate::Recorder::spawn(conn.clone());
+    let mut good = Vec::new();
+    for i in 0..30 {
+        let id = format!("good{i:02}");
+        if i == 10 {
+            recorder
+                .record(evaluation_row("bad-deploy", "x", Some("no-such-deploy")))
+                .await;
+        }
+        if i == 20 && backend == Backend::Postgres {
+            recorder
+                .record(evaluation_row("bad-nul", "a\u{0}b", None))
+                .await;
+            let mut row = evaluation_row("bad-json", "x", None);
+            row.checks_json = Set(json!({"context": {"note": "a\u{0}b"}}));
+            recorder.record(row).await;
+        }
+        recorder.record(evaluation_row(&id, "ok", None)).await;
+        good.push(id);
+    }
+    recorder.flush().await;
+    let mut stored: Vec<String> = entity::ops_gate_evaluation::Entity::find()
+        .all(&conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    stored.sort();
+    assert_eq!(stored, good);
 }
