@@ -20,6 +20,7 @@ on_both_backends!(
     verdicts_status_codes_and_records,
     deploys_are_recorded_with_their_gates,
     a_burst_of_verdicts_is_stored_whole,
+    one_bad_gate_call_costs_no_other_verdict,
     the_writer_rejects_only_the_rows_the_database_refuses
 );
 
@@ -778,6 +779,52 @@ async fn a_burst_of_verdicts_is_stored_whole(backend: Backend) {
         .collect();
     listed.sort();
     assert_eq!(listed, answered, "the listing shows every answered verdict");
+}
+
+/// The stored verdicts of one environment, as listed (the listing flushes the writer first).
+async fn listed_ids(app: &TestApp, env: &str) -> Vec<String> {
+    let (status, page) = app
+        .get(&format!("/ops/gate/evaluations?env={env}&limit=500"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let mut ids: Vec<String> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["gateId"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Rounds of 30 ordinary gate calls and one Flagger call carrying a NUL, sent together so they
+/// share an insert batch: the NUL call is refused, and every ordinary verdict is stored.
+async fn one_bad_gate_call_costs_no_other_verdict(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let app = TestApp::spawn(&db);
+    let mut answered = Vec::new();
+    for round in 0..3 {
+        let queries: Vec<String> = (0..30)
+            .map(|i| format!("env=round&release=r{round}-{i}"))
+            .collect();
+        let ordinary = futures::future::join_all(queries.iter().map(|q| gate(&app, q)));
+        let poisoned = app.post(
+            "/ops/gate",
+            json!({"name": "web", "namespace": "round", "phase": "pre-rollout",
+                   "metadata": {"env": "round", "note": "a\u{0}b"}}),
+        );
+        let (ordinary, (status, body)) = tokio::join!(ordinary, poisoned);
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["error"]["field"], "metadata.note", "{body}");
+        for (status, _, body) in ordinary {
+            assert_eq!(status, StatusCode::OK, "{body}");
+            answered.push(body["gateId"].as_str().unwrap().to_owned());
+        }
+    }
+    answered.sort();
+    assert_eq!(listed_ids(&app, "round").await, answered);
 }
 
 /// A gate evaluation row as the evaluator builds it.

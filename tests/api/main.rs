@@ -9,5 +9,6 @@ mod doctor;
 mod gate;
 mod health;
 mod incidents;
+mod nul;
 mod schema;
 mod secrets;
