@@ -21,7 +21,8 @@ on_both_backends!(
     deploys_are_recorded_with_their_gates,
     a_burst_of_verdicts_is_stored_whole,
     one_bad_gate_call_costs_no_other_verdict,
-    the_writer_rejects_only_the_rows_the_database_refuses
+    the_writer_rejects_only_the_rows_the_database_refuses,
+    head_answers_like_get_and_stores_nothing
 );
 
 async fn gate(app: &TestApp, query: &str) -> (StatusCode, reqwest::header::HeaderMap, Value) {
@@ -886,4 +887,47 @@ async fn the_writer_rejects_only_the_rows_the_database_refuses(backend: Backend)
         .collect();
     stored.sort();
     assert_eq!(stored, good);
+}
+
+/// HEAD answers like GET (status and headers, no body) and, having no side effect, stores no
+/// verdict.
+async fn head_answers_like_get_and_stores_nothing(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let app = TestApp::spawn(&db);
+    let resp = app
+        .request(reqwest::Method::HEAD, "/ops/gate?env=head&release=v1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["x-gate-verdict"], "pass");
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    assert!(resp.bytes().await.unwrap().is_empty());
+    let resp = app
+        .request(
+            reqwest::Method::HEAD,
+            "/ops/gate?env=head&release=v1&require=stripe",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()["x-gate-verdict"], "fail");
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_eq!(listed_ids(&app, "head").await, Vec::<String>::new());
+    let conn = db.connect().await;
+    let rows = entity::ops_gate_evaluation::Entity::find()
+        .all(&conn)
+        .await
+        .unwrap();
+    assert!(rows.is_empty(), "HEAD stored {rows:?}");
+
+    let (status, _, body) = gate(&app, "env=head&release=v1").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        listed_ids(&app, "head").await,
+        [body["gateId"].as_str().unwrap()]
+    );
 }
