@@ -5,6 +5,7 @@ use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::error::ApiError;
 
@@ -89,35 +90,63 @@ where
     Ok(Some(bytes))
 }
 
-/// Parses a JSON document, telling syntax errors (400) from shape errors (422 with the field path).
+/// Parses a JSON document: syntax errors are 400; a NUL character anywhere (which PostgreSQL
+/// cannot store in text or `jsonb`) and a value of the wrong shape are 422 naming the field's path.
+///
+/// The document is read into a [`Value`] first, so that every error after that is about shape:
+/// serde_json's streaming parser reports a non-string where an enum is expected (`null`, a
+/// number, an array) as a syntax error, though the JSON is well formed.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let parsed: Result<T, _> = serde_path_to_error::deserialize(&mut de);
-    match parsed {
-        Ok(value) => {
-            de.end()
-                .map_err(|e| ApiError::bad_request(None, format!("malformed JSON: {e}")))?;
-            Ok(value)
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::bad_request(None, format!("malformed JSON: {e}")))?;
+    if let Some(field) = nul_in(&value, String::new()) {
+        let at = if field.is_empty() { "the body" } else { &field };
+        return Err(ApiError::Invalid {
+            message: format!("{at}: contains a NUL character (\\u0000), which cannot be stored"),
+            field: Some(field).filter(|f| !f.is_empty()),
+        });
+    }
+    serde_path_to_error::deserialize(&value).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let field = if path == "." { None } else { Some(path) };
+        let message = match &field {
+            Some(f) => format!("{f}: {inner}"),
+            None => inner.to_string(),
+        };
+        ApiError::Invalid {
+            field: field.or_else(|| missing_field(&inner.to_string())),
+            message,
         }
-        Err(err) => {
-            let path = err.path().to_string();
-            let inner = err.into_inner();
-            if inner.is_syntax() || inner.is_eof() {
-                return Err(ApiError::bad_request(
-                    None,
-                    format!("malformed JSON: {inner}"),
-                ));
+    })
+}
+
+/// The path of the first string holding a NUL, as serde_path_to_error writes paths
+/// (`detailsJson.a.b[1]`); for an object key holding one, the path of the object (or, at the top
+/// level, the key itself, escaped).
+fn nul_in(value: &Value, path: String) -> Option<String> {
+    match value {
+        Value::String(s) if s.contains('\0') => Some(path),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| nul_in(item, format!("{path}[{i}]"))),
+        Value::Object(map) => map.iter().find_map(|(key, item)| {
+            if key.contains('\0') {
+                return Some(if path.is_empty() {
+                    key.escape_default().to_string()
+                } else {
+                    path.clone()
+                });
             }
-            let field = if path == "." { None } else { Some(path) };
-            let message = match &field {
-                Some(f) => format!("{f}: {}", strip_position(&inner.to_string())),
-                None => strip_position(&inner.to_string()),
+            let inner = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
             };
-            Err(ApiError::Invalid {
-                field: field.or_else(|| missing_field(&inner.to_string())),
-                message,
-            })
-        }
+            nul_in(item, inner)
+        }),
+        _ => None,
     }
 }
 
@@ -127,14 +156,8 @@ fn missing_field(message: &str) -> Option<String> {
     Some(rest.split('`').next()?.to_owned())
 }
 
-fn strip_position(message: &str) -> String {
-    match message.find(" at line ") {
-        Some(i) => message[..i].to_owned(),
-        None => message.to_owned(),
-    }
-}
-
 /// Query parameters as plain strings; handlers validate each value and name the parameter at fault.
+/// A NUL character in any name or value is refused here (400), for every endpoint alike.
 pub struct ApiQuery<T>(pub T);
 
 impl<S, T> FromRequestParts<S> for ApiQuery<T>
@@ -146,6 +169,15 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or_default();
+        if let Some((name, _)) = url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            let name = name.escape_default().to_string();
+            return Err(ApiError::bad_request(
+                Some(name.clone()),
+                format!("{name}: contains a NUL character (%00), which cannot be stored"),
+            ));
+        }
         serde_urlencoded::from_str(query)
             .map(ApiQuery)
             .map_err(|e| ApiError::bad_request(None, format!("bad query string: {e}")))

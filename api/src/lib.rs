@@ -12,6 +12,7 @@ pub mod gate;
 pub mod health;
 pub mod incidents;
 pub mod params;
+pub mod path;
 pub mod remote;
 pub mod server;
 pub mod state;

@@ -9,7 +9,8 @@ use crate::on_both_backends;
 on_both_backends!(
     bad_bodies_are_refused_and_nothing_is_stored,
     bad_queries_ids_and_routes,
-    admin_auth
+    admin_auth,
+    enum_fields_of_the_wrong_type_are_named
 );
 
 async fn send_raw(
@@ -269,4 +270,71 @@ async fn admin_auth(backend: Backend) {
         .as_str()
         .unwrap()
         .contains("ADMIN_TOKEN"));
+}
+
+/// serde_json's streaming parser reports a non-string where an enum is expected as a syntax
+/// error; the client sent valid JSON with a wrong value, so it is a 422 naming the field.
+async fn enum_fields_of_the_wrong_type_are_named(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let app = TestApp::spawn(&db);
+    let (_, created) = app
+        .post(
+            "/ops/incidents",
+            json!({"severity": "INFO", "category": "OTHER", "summary": "ok"}),
+        )
+        .await;
+    let incident = created["incident"]["id"].as_str().unwrap().to_owned();
+    let (_, deploy) = app
+        .post(
+            "/ops/deploys",
+            json!({"environment": "prod", "version": "v1"}),
+        )
+        .await;
+    let deploy = deploy["id"].as_str().unwrap().to_owned();
+    let wrong = [
+        json!(null),
+        json!(5),
+        json!(["WARN"]),
+        json!({}),
+        json!(true),
+    ];
+    for value in wrong {
+        let cases = [
+            (
+                "/ops/incidents".to_owned(),
+                json!({"severity": value, "category": "DB", "summary": "x"}),
+                "severity",
+            ),
+            (
+                "/ops/incidents".to_owned(),
+                json!({"severity": "WARN", "category": value, "summary": "x"}),
+                "category",
+            ),
+            (
+                format!("/ops/incidents/{incident}/events"),
+                json!({"eventType": value, "message": "x"}),
+                "eventType",
+            ),
+            (
+                format!("/ops/deploys/{deploy}/finish"),
+                json!({"status": value}),
+                "status",
+            ),
+        ];
+        for (path, payload, field) in cases {
+            let (status, body) = app.post(&path, payload.clone()).await;
+            assert_eq!(
+                status,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "{path} {payload}: {body}"
+            );
+            assert_eq!(body["error"]["field"], field, "{path} {payload}: {body}");
+        }
+    }
+    let (_, listed) = app.get("/ops/incidents").await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1, "{listed}");
+    let (_, shown) = app.get(&format!("/ops/deploys/{deploy}")).await;
+    assert_eq!(shown["status"], "running", "{shown}");
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{json, Value};
 use testkit::hostname::HostnameMode;
 use testkit::openai::OpenAiMode;
@@ -19,7 +19,10 @@ use crate::on_both_backends;
 on_both_backends!(
     verdicts_status_codes_and_records,
     deploys_are_recorded_with_their_gates,
-    a_burst_of_verdicts_is_stored_whole
+    a_burst_of_verdicts_is_stored_whole,
+    one_bad_gate_call_costs_no_other_verdict,
+    the_writer_rejects_only_the_rows_the_database_refuses,
+    head_answers_like_get_and_stores_nothing
 );
 
 async fn gate(app: &TestApp, query: &str) -> (StatusCode, reqwest::header::HeaderMap, Value) {
@@ -777,4 +780,154 @@ async fn a_burst_of_verdicts_is_stored_whole(backend: Backend) {
         .collect();
     listed.sort();
     assert_eq!(listed, answered, "the listing shows every answered verdict");
+}
+
+/// The stored verdicts of one environment, as listed (the listing flushes the writer first).
+async fn listed_ids(app: &TestApp, env: &str) -> Vec<String> {
+    let (status, page) = app
+        .get(&format!("/ops/gate/evaluations?env={env}&limit=500"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let mut ids: Vec<String> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["gateId"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Rounds of 30 ordinary gate calls and one Flagger call carrying a NUL, sent together so they
+/// share an insert batch: the NUL call is refused, and every ordinary verdict is stored.
+async fn one_bad_gate_call_costs_no_other_verdict(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let app = TestApp::spawn(&db);
+    let mut answered = Vec::new();
+    for round in 0..3 {
+        let queries: Vec<String> = (0..30)
+            .map(|i| format!("env=round&release=r{round}-{i}"))
+            .collect();
+        let ordinary = futures::future::join_all(queries.iter().map(|q| gate(&app, q)));
+        let poisoned = app.post(
+            "/ops/gate",
+            json!({"name": "web", "namespace": "round", "phase": "pre-rollout",
+                   "metadata": {"env": "round", "note": "a\u{0}b"}}),
+        );
+        let (ordinary, (status, body)) = tokio::join!(ordinary, poisoned);
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["error"]["field"], "metadata.note", "{body}");
+        for (status, _, body) in ordinary {
+            assert_eq!(status, StatusCode::OK, "{body}");
+            answered.push(body["gateId"].as_str().unwrap().to_owned());
+        }
+    }
+    answered.sort();
+    assert_eq!(listed_ids(&app, "round").await, answered);
+}
+
+/// A gate evaluation row as the evaluator builds it.
+fn evaluation_row(
+    id: &str,
+    summary: &str,
+    deploy_id: Option<&str>,
+) -> entity::ops_gate_evaluation::ActiveModel {
+    entity::ops_gate_evaluation::ActiveModel {
+        id: Set(id.to_owned()),
+        created_at: Set(chrono::Utc::now().naive_utc()),
+        environment: Set("writer".to_owned()),
+        release: Set("v1".to_owned()),
+        verdict: Set("pass".to_owned()),
+        summary: Set(summary.to_owned()),
+        source: Set("api".to_owned()),
+        checks_json: Set(json!({"checks": []})),
+        deploy_id: Set(deploy_id.map(str::to_owned)),
+    }
+}
+
+/// Defence in depth behind validation: a row the database refuses (a deploy that does not exist;
+/// on PostgreSQL also a NUL in text and in JSON) is rejected alone, and the rest of its batch is
+/// stored.
+async fn the_writer_rejects_only_the_rows_the_database_refuses(backend: Backend) {
+    use migration::MigratorTrait;
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let conn = db.connect().await;
+    migration::Migrator::up(&conn, None).await.unwrap();
+    let recorder = api::gate::Recorder::spawn(conn.clone());
+    let mut good = Vec::new();
+    for i in 0..30 {
+        let id = format!("good{i:02}");
+        if i == 10 {
+            recorder
+                .record(evaluation_row("bad-deploy", "x", Some("no-such-deploy")))
+                .await;
+        }
+        if i == 20 && backend == Backend::Postgres {
+            recorder
+                .record(evaluation_row("bad-nul", "a\u{0}b", None))
+                .await;
+            let mut row = evaluation_row("bad-json", "x", None);
+            row.checks_json = Set(json!({"context": {"note": "a\u{0}b"}}));
+            recorder.record(row).await;
+        }
+        recorder.record(evaluation_row(&id, "ok", None)).await;
+        good.push(id);
+    }
+    recorder.flush().await;
+    let mut stored: Vec<String> = entity::ops_gate_evaluation::Entity::find()
+        .all(&conn)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    stored.sort();
+    assert_eq!(stored, good);
+}
+
+/// HEAD answers like GET (status and headers, no body) and, having no side effect, stores no
+/// verdict.
+async fn head_answers_like_get_and_stores_nothing(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let app = TestApp::spawn(&db);
+    let resp = app
+        .request(reqwest::Method::HEAD, "/ops/gate?env=head&release=v1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["x-gate-verdict"], "pass");
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    assert!(resp.bytes().await.unwrap().is_empty());
+    let resp = app
+        .request(
+            reqwest::Method::HEAD,
+            "/ops/gate?env=head&release=v1&require=stripe",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers()["x-gate-verdict"], "fail");
+    assert!(resp.headers().contains_key("retry-after"));
+    assert_eq!(listed_ids(&app, "head").await, Vec::<String>::new());
+    let conn = db.connect().await;
+    let rows = entity::ops_gate_evaluation::Entity::find()
+        .all(&conn)
+        .await
+        .unwrap();
+    assert!(rows.is_empty(), "HEAD stored {rows:?}");
+
+    let (status, _, body) = gate(&app, "env=head&release=v1").await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        listed_ids(&app, "head").await,
+        [body["gateId"].as_str().unwrap()]
+    );
 }

@@ -10,5 +10,6 @@ mod full_disk;
 mod gate;
 mod health;
 mod incidents;
+mod nul;
 mod schema;
 mod secrets;

@@ -55,6 +55,8 @@ pub struct GateRequest {
     pub source: &'static str,
     /// Extra facts to store with the evaluation (e.g. Flagger's payload).
     pub context: Option<Value>,
+    /// Whether the verdict is stored; `false` for `HEAD`, which must have no side effect.
+    pub record: bool,
 }
 
 /// One check as the gate saw it.
@@ -261,7 +263,9 @@ impl Gate {
             checks_json: Set(stored),
             deploy_id: Set(verdict.deploy_id.clone()),
         };
-        self.recorder.record(row).await;
+        if req.record {
+            self.recorder.record(row).await;
+        }
         tracing::info!(verdict = verdict.verdict.as_str(), gate_id = %verdict.gate_id, "gate evaluated");
         Ok(verdict)
     }

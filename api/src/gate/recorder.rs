@@ -4,11 +4,17 @@
 //!
 //! Readers of evaluations call [`Recorder::flush`] first, so what was answered is always visible
 //! to whoever asks next; shutdown flushes too.
+//!
+//! One row the database refuses costs only itself: a refused batch is split in halves and each
+//! retried, down to the refused row, which is logged and dropped. A batch lost to the connection
+//! is not split, since every retry would wait for the same connection again.
 
 use std::time::Duration;
 
 use entity::ops_gate_evaluation as evaluation;
-use sea_orm::{DatabaseConnection, EntityTrait};
+use sea_orm::sqlx::postgres::PgDatabaseError;
+use sea_orm::sqlx::sqlite::SqliteError;
+use sea_orm::{sqlx, DatabaseConnection, DbErr, EntityTrait, RuntimeErr};
 use tokio::sync::{mpsc, oneshot};
 
 /// Rows inserted per statement at most.
@@ -75,17 +81,154 @@ async fn write_loop(db: DatabaseConnection, mut rx: mpsc::Receiver<Message>) {
             }
         }
         if !rows.is_empty() {
-            let count = rows.len();
-            if let Err(err) = evaluation::Entity::insert_many(rows)
-                .exec_without_returning(&db)
-                .await
-            {
-                tracing::error!(error = %err, count, "storing gate evaluations failed");
-            }
+            store(&db, rows).await;
         }
         // Rows queued before a flush were in this batch or an earlier one: all written now.
         for done in flushes {
             let _ = done.send(());
         }
+    }
+}
+
+/// What became of a batch of rows.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Outcome {
+    stored: usize,
+    /// Refused by the database for what they hold; logged one by one.
+    rejected: usize,
+    /// Not written because the database could not be reached or failed as a whole.
+    lost: usize,
+}
+
+/// Inserts `rows`, splitting a batch the database refuses until the refused rows stand alone.
+async fn store(db: &DatabaseConnection, rows: Vec<evaluation::ActiveModel>) -> Outcome {
+    let mut outcome = Outcome::default();
+    // Parts still to insert, the next on top: halves are pushed second half first, so rows are
+    // inserted in the order they were answered.
+    let mut pending = vec![rows];
+    while let Some(mut part) = pending.pop() {
+        let count = part.len();
+        let Err(err) = evaluation::Entity::insert_many(part.iter().cloned())
+            .exec_without_returning(db)
+            .await
+        else {
+            outcome.stored += count;
+            continue;
+        };
+        if !refused_for_its_rows(&err) {
+            let lost = count + pending.iter().map(Vec::len).sum::<usize>();
+            tracing::error!(error = %err, count = lost, "storing gate evaluations failed; they are lost");
+            outcome.lost += lost;
+            break;
+        }
+        if count > 1 {
+            let second = part.split_off(count / 2);
+            pending.push(second);
+            pending.push(part);
+            continue;
+        }
+        // Which row, not what it holds: its text may be anything a client sent.
+        let row = &part[0];
+        tracing::error!(
+            error = %err,
+            gate_id = row.id.try_as_ref().map(String::as_str),
+            source = row.source.try_as_ref().map(String::as_str),
+            "the database refused a gate evaluation; it is not stored"
+        );
+        outcome.rejected += 1;
+    }
+    outcome
+}
+
+/// Whether the database refused the statement for the values of its rows (a data exception or
+/// constraint violation), so that splitting the batch can save the other rows. Anything else —
+/// no connection, a full disk, an I/O error — would fail every part alike.
+fn refused_for_its_rows(err: &DbErr) -> bool {
+    let (DbErr::Exec(RuntimeErr::SqlxError(sqlx::Error::Database(db)))
+    | DbErr::Query(RuntimeErr::SqlxError(sqlx::Error::Database(db)))) = err
+    else {
+        return false;
+    };
+    if let Some(pg) = db.try_downcast_ref::<PgDatabaseError>() {
+        // SQLSTATE classes: 22 data exception (e.g. a NUL in text or `jsonb`), 23 integrity
+        // constraint violation, 54 program limit exceeded (e.g. an index row too large).
+        return matches!(pg.code().get(..2), Some("22" | "23" | "54"));
+    }
+    if db.try_downcast_ref::<SqliteError>().is_some() {
+        // The primary result code is the low byte of the extended one: SQLITE_TOOBIG (18),
+        // SQLITE_CONSTRAINT (19), SQLITE_MISMATCH (20).
+        let primary = db
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .map(|c| c & 0xff);
+        return matches!(primary, Some(18..=20));
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use migration::{Migrator, MigratorTrait};
+    use sea_orm::{ActiveValue::Set, ConnectOptions, Database};
+
+    use super::*;
+
+    fn row(id: &str, deploy_id: Option<&str>) -> evaluation::ActiveModel {
+        evaluation::ActiveModel {
+            id: Set(id.to_owned()),
+            created_at: Set(chrono::Utc::now().naive_utc()),
+            environment: Set("prod".to_owned()),
+            release: Set("v1".to_owned()),
+            verdict: Set("pass".to_owned()),
+            summary: Set("pass".to_owned()),
+            source: Set("api".to_owned()),
+            checks_json: Set(serde_json::json!({})),
+            deploy_id: Set(deploy_id.map(str::to_owned)),
+        }
+    }
+
+    async fn database() -> DatabaseConnection {
+        // One connection: each connection to `sqlite::memory:` is a database of its own.
+        let mut options = ConnectOptions::new("sqlite::memory:");
+        options.max_connections(1).sqlx_logging(false);
+        let db = Database::connect(options).await.unwrap();
+        Migrator::up(&db, None).await.unwrap();
+        db
+    }
+
+    #[tokio::test]
+    async fn refused_rows_cost_only_themselves() {
+        let db = database().await;
+        let mut rows: Vec<_> = (0..40).map(|i| row(&format!("r{i:02}"), None)).collect();
+        rows.insert(7, row("no-deploy", Some("missing")));
+        rows.insert(30, row("r03", None));
+        let outcome = store(&db, rows).await;
+        assert_eq!(
+            outcome,
+            Outcome {
+                stored: 40,
+                rejected: 2,
+                lost: 0
+            }
+        );
+        let stored = evaluation::Entity::find().all(&db).await.unwrap();
+        assert_eq!(stored.len(), 40);
+        assert!(stored.iter().all(|r| r.deploy_id.is_none()));
+    }
+
+    #[tokio::test]
+    async fn a_batch_lost_to_the_connection_is_not_split() {
+        let db = database().await;
+        db.close_by_ref().await.unwrap();
+        let rows: Vec<_> = (0..64).map(|i| row(&format!("r{i:02}"), None)).collect();
+        let outcome = store(&db, rows).await;
+        assert_eq!(
+            outcome,
+            Outcome {
+                stored: 0,
+                rejected: 0,
+                lost: 64
+            }
+        );
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -120,8 +120,11 @@ fn respond(
     response
 }
 
+/// `GET /ops/gate`, and `HEAD` (which axum routes here too): the same answer without a body, and
+/// without storing the verdict.
 async fn gate(
     State(state): State<AppState>,
+    method: Method,
     ApiQuery(q): ApiQuery<GateQuery>,
 ) -> ApiResult<Response> {
     let always_ok = match q.mode.as_deref().map(str::to_ascii_lowercase).as_deref() {
@@ -141,6 +144,7 @@ async fn gate(
         max_age: parse_max_age(q.max_age.as_deref())?,
         source: "api",
         context: None,
+        record: method != Method::HEAD,
     };
     let allow_partial = parse_flag("allow_partial", q.allow_partial.as_deref())?;
     let verdict = state.gate.evaluate(request).await?;
@@ -191,6 +195,7 @@ async fn flagger(
             "name": payload.name, "namespace": payload.namespace, "phase": payload.phase, "checksum": payload.checksum,
             "metadata": metadata,
         }})),
+        record: true,
     };
     let allow_partial = parse_flag("metadata.allow_partial", text("allow_partial").as_deref())?;
     let verdict = state.gate.evaluate(request).await?;
