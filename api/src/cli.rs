@@ -204,7 +204,7 @@ pub async fn run() -> ExitCode {
         Some(Command::Config { json }) => print_config(&config, json),
         Some(Command::Doctor { json, only }) => crate::doctor::cli::run(&config, json, &only).await,
         Some(Command::Migrate { action }) => {
-            let _guard = telemetry::init(config.log_format);
+            let _guard = telemetry::init(config.log_format, &config.secrets());
             migrate(&config, action).await
         }
         Some(Command::Serve(args)) => serve(&mut config, &args).await,
@@ -239,7 +239,7 @@ async fn serve(config: &mut Config, args: &ServeArgs) -> ExitCode {
     if let Some(port) = args.port {
         config.port = port;
     }
-    let _guard = telemetry::init(config.log_format);
+    let _guard = telemetry::init(config.log_format, &config.secrets());
     tracing::info!(version = env!("CARGO_PKG_VERSION"), database = %config.database_location(), "opsdoctor starting");
     let migrate = config.auto_migrate && !args.no_migrate;
     let app = match Application::build(config.clone(), migrate).await {

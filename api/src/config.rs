@@ -105,6 +105,14 @@ pub struct ChecksConfig {
     pub tunnel: TunnelSettings,
 }
 
+/// A configured secret and the masked form that may be shown instead of it.
+#[derive(Clone)]
+pub struct ConfiguredSecret {
+    pub value: SecretString,
+    /// E.g. `sk-proj-…3jB9` (see [`checks::mask::mask_secret`]) or `****`.
+    pub masked: String,
+}
+
 /// A configuration value that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration: {var}: {problem}")]
@@ -233,6 +241,72 @@ impl Config {
             shutdown_ready_delay: parse_ms(&get, "SHUTDOWN_READY_DELAY_MS", 0)?,
             shutdown_drain: parse_ms(&get, "SHUTDOWN_DRAIN_MS", 10_000)?,
         })
+    }
+
+    /// Every configured secret value with the masked form a log line shows in its place; the log
+    /// scrubber masks these whoever writes them. This is the one list of which settings are secret:
+    /// a new secret setting is added here. A password in `DATABASE_URL` (userinfo or a
+    /// `password=`-like query value) is listed both as written and percent-decoded; other URLs
+    /// cannot carry one (refused at start-up).
+    pub fn secrets(&self) -> Vec<ConfiguredSecret> {
+        let mut out = Vec::new();
+        let mut add = |value: &str, masked: String| {
+            if !value.is_empty()
+                && !out
+                    .iter()
+                    .any(|s: &ConfiguredSecret| s.value.expose_secret() == value)
+            {
+                out.push(ConfiguredSecret {
+                    value: SecretString::from(value),
+                    masked,
+                });
+            }
+        };
+        if let Some(token) = &self.admin_token {
+            add(
+                token.expose_secret(),
+                mask_secret(token.expose_secret(), &[]),
+            );
+        }
+        if let Ok(url) = url::Url::parse(self.database_url.expose_secret()) {
+            let query = url.query_pairs().filter(|(k, _)| {
+                matches!(
+                    k.to_ascii_lowercase().as_str(),
+                    "password" | "pass" | "pwd" | "sslpassword"
+                )
+            });
+            for password in url
+                .password()
+                .into_iter()
+                .map(str::to_owned)
+                .chain(query.map(|(_, v)| v.into_owned()))
+            {
+                add(&password, "****".to_owned());
+                add(
+                    &percent_encoding::percent_decode_str(&password).decode_utf8_lossy(),
+                    "****".to_owned(),
+                );
+            }
+        }
+        let integrations = &self.checks;
+        if let Some(openai) = &integrations.openai {
+            let key = openai.api_key.expose_secret();
+            add(key, mask_secret(key, OPENAI_KEY_PREFIXES));
+        }
+        if let Some(stripe) = &integrations.stripe {
+            for key in std::iter::once(&stripe.secret_key).chain(&stripe.webhook_secret) {
+                let key = key.expose_secret();
+                add(key, mask_secret(key, checks::stripe::KEY_PREFIXES));
+            }
+        }
+        let cloudflare = integrations.cloudflare.iter().map(|c| &c.token);
+        for token in cloudflare.chain(integrations.tunnel.api.iter().map(|a| &a.token)) {
+            add(
+                token.expose_secret(),
+                mask_secret(token.expose_secret(), &[]),
+            );
+        }
+        out
     }
 
     /// The database URL with its password masked, safe to show anywhere.
@@ -446,13 +520,23 @@ fn optional_url(
     var: &'static str,
 ) -> Result<Option<String>, ConfigError> {
     let Some(raw) = get(var) else { return Ok(None) };
+    // Userinfo would be sent upstream as Basic auth and shown by HTTP libraries' logs; errors
+    // show the URL masked, never its password.
     match url::Url::parse(&raw) {
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => Err(ConfigError::new(
+            var,
+            "carries credentials (`user:password@`): remove them; base URLs must not hold secrets",
+        )),
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {
             Ok(Some(raw.trim_end_matches('/').to_owned()))
         }
-        _ => Err(ConfigError::new(
+        Ok(_) => Err(ConfigError::new(
             var,
-            format!("`{raw}` is not an http(s) URL"),
+            format!("`{}` is not an http(s) URL", mask_url(&raw)),
+        )),
+        Err(_) => Err(ConfigError::new(
+            var,
+            "not an http(s) URL (e.g. https://api.example.com/v1)",
         )),
     }
 }
@@ -660,5 +744,77 @@ mod tests {
         .unwrap();
         let shown = format!("{c:?} {}", c.masked());
         assert!(!shown.contains("PLANTED"), "{shown}");
+    }
+
+    #[test]
+    fn base_urls_with_credentials_are_refused_without_echoing_them() {
+        for (var, key) in [
+            ("OPENAI_BASE_URL", Some(("OPENAI_API_KEY", "sk-x"))),
+            ("STRIPE_API_BASE", Some(("STRIPE_SECRET_KEY", "sk_test_x"))),
+            ("CLOUDFLARE_API_BASE", None),
+            ("CLOUDFLARED_METRICS_URL", None),
+            ("BASE_URL", None),
+        ] {
+            for url in [
+                "http://user:pw-PLANTED@127.0.0.1:9/v1",
+                "https://tok-PLANTED@api.example.com",
+                "ftp://u:pw-PLANTED@example.com",
+            ] {
+                let mut vars = vec![(var, url)];
+                vars.extend(key);
+                let err = config(&vars).unwrap_err();
+                assert_eq!(err.var, var, "{url}");
+                assert!(!err.to_string().contains("PLANTED"), "{err}");
+            }
+        }
+        let err = config(&[("BASE_URL", "https://u:pw@example.com")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: BASE_URL: carries credentials (`user:password@`): remove them; base URLs must not hold secrets"
+        );
+        assert_eq!(
+            config(&[("BASE_URL", "ftp://example.com/x?token=PLANTED")])
+                .unwrap_err()
+                .to_string(),
+            "invalid configuration: BASE_URL: `ftp://example.com/x?token=****` is not an http(s) URL"
+        );
+    }
+
+    #[test]
+    fn secrets_lists_every_configured_secret_once() {
+        let c = config(&[
+            ("ADMIN_TOKEN", "admintoken-PLANTED-0123456789"),
+            (
+                "DATABASE_URL",
+                "postgres://u:db%40pass@h:5432/d?sslpassword=keypass",
+            ),
+            ("OPENAI_API_KEY", "sk-proj-PLANTED0123456789abcdef"),
+            ("STRIPE_SECRET_KEY", "sk_live_PLANTED0123456789abcdef"),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_PLANTED0123456789abcdef"),
+            (
+                "CLOUDFLARE_API_TOKEN",
+                "cfPLANTED0123456789abcdefghijklmnop",
+            ),
+            ("CLOUDFLARE_ACCOUNT_ID", "acct"),
+            ("CLOUDFLARE_TUNNEL_ID", "tunnel"),
+        ])
+        .unwrap();
+        let listed: Vec<(String, String)> = c
+            .secrets()
+            .iter()
+            .map(|s| (s.value.expose_secret().to_owned(), s.masked.clone()))
+            .collect();
+        let expected = [
+            ("admintoken-PLANTED-0123456789", "…6789"),
+            ("db%40pass", "****"),
+            ("db@pass", "****"),
+            ("keypass", "****"),
+            ("sk-proj-PLANTED0123456789abcdef", "sk-proj-…cdef"),
+            ("sk_live_PLANTED0123456789abcdef", "sk_live_…cdef"),
+            ("whsec_PLANTED0123456789abcdef", "whsec_…cdef"),
+            ("cfPLANTED0123456789abcdefghijklmnop", "…mnop"),
+        ];
+        assert_eq!(listed, expected.map(|(v, m)| (v.to_owned(), m.to_owned())));
+        assert!(config(&[]).unwrap().secrets().is_empty());
     }
 }

@@ -25,6 +25,9 @@ pub enum OpenAiMode {
     Forbidden,
     /// This status with an HTML body, as a proxy in front of the API answers.
     ServerErrorHtml(u16),
+    /// This status with an HTML page that echoes the request's `Authorization` header, as some
+    /// proxy and WAF error pages do.
+    ServerErrorHtmlEcho(u16),
     /// This status with OpenAI's JSON `server_error` body.
     ServerErrorJson(u16),
     /// 200 with an HTML page instead of JSON (a captive portal or misrouted base URL).
@@ -79,6 +82,19 @@ async fn answer(mode: OpenAiMode, call: Call) -> Response {
         OpenAiMode::ServerErrorHtml(code) => {
             let status = reply::status(code);
             reply::html(status, reply::proxy_error_page(status))
+        }
+        OpenAiMode::ServerErrorHtmlEcho(code) => {
+            let status = reply::status(code);
+            let presented = call.authorization.as_deref().unwrap_or_default();
+            reply::html(
+                status,
+                format!(
+                    "<!DOCTYPE html><html><head><title>{code} {}</title></head><body><h1>Request blocked</h1><p>Your request:</p><pre>{} {} HTTP/1.1\r\nAuthorization: {presented}\r\n</pre></body></html>",
+                    status.canonical_reason().unwrap_or("Error"),
+                    call.method,
+                    call.path,
+                ),
+            )
         }
         OpenAiMode::ServerErrorJson(code) => error(
             reply::status(code),

@@ -191,6 +191,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     child: Child,
     logs: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
     token: Option<String>,
 }
 
@@ -218,6 +219,7 @@ impl TestApp {
         let mut child = cmd.spawn().expect("start opsdoctor");
         let logs = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
+        let mut readers = Vec::new();
         for stream in [
             child
                 .stderr
@@ -233,18 +235,16 @@ impl TestApp {
         {
             let logs = logs.clone();
             let tx = tx.clone();
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    if let Ok(v) = serde_json::from_str::<Value>(&line) {
-                        if v["message"] == "opsdoctor listening" {
-                            let _ = tx.send(v["addr"].as_str().unwrap_or_default().to_owned());
-                        }
+                    if let Some(addr) = listening_addr(&line) {
+                        let _ = tx.send(addr);
                     }
                     let mut logs = logs.lock().unwrap();
                     logs.push_str(&line);
                     logs.push('\n');
                 }
-            });
+            }));
         }
         let addr = rx
             .recv_timeout(Duration::from_secs(60))
@@ -257,12 +257,25 @@ impl TestApp {
             client: reqwest::Client::new(),
             child,
             logs,
+            readers,
             token,
         }
     }
 
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().clone()
+    }
+
+    /// Stops the process with SIGTERM and returns everything it wrote, to the last line.
+    pub fn stop(mut self) -> String {
+        assert!(
+            self.terminate(Duration::from_secs(30)).is_some(),
+            "opsdoctor did not exit after SIGTERM"
+        );
+        for reader in std::mem::take(&mut self.readers) {
+            let _ = reader.join();
+        }
+        self.logs()
     }
 
     pub fn pid(&self) -> u32 {
@@ -321,6 +334,19 @@ impl Drop for TestApp {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The bound address from the "opsdoctor listening" line, in either log format.
+fn listening_addr(line: &str) -> Option<String> {
+    if let Ok(v) = serde_json::from_str::<Value>(line) {
+        return (v["message"] == "opsdoctor listening")
+            .then(|| v["addr"].as_str().unwrap_or_default().to_owned());
+    }
+    let (_, fields) = line.split_once("opsdoctor listening")?;
+    let addr = fields
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("addr="))?;
+    Some(addr.to_owned())
 }
 
 pub async fn decode(resp: reqwest::Response) -> (StatusCode, Value) {

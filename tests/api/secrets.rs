@@ -15,7 +15,10 @@ use crate::doctor::{with, Stack};
 use crate::helpers::{decode, run_cli, Backend, TestApp, TestDb};
 use crate::on_both_backends;
 
-on_both_backends!(planted_secrets_never_leave_the_process);
+on_both_backends!(
+    planted_secrets_never_leave_the_process,
+    an_echoed_key_never_reaches_the_log
+);
 
 /// (setting, value, length of the known prefix that masks may show)
 const PLANTED: [(&str, &str, usize); 5] = [
@@ -50,11 +53,12 @@ fn excerpt(text: &str, piece: &str) -> String {
     text.chars().skip(i.saturating_sub(200)).take(400).collect()
 }
 
-async fn planted_secrets_never_leave_the_process(backend: Backend) {
-    let Some(db) = TestDb::new(backend).await else {
-        return;
-    };
-    let stack = Stack::healthy().await;
+/// An environment with every secret setting planted, and the secrets to search for with the length
+/// of their known prefix.
+type Planted = (Vec<(String, String)>, Vec<(String, usize)>);
+
+/// The stand-ins' environment with every secret setting planted.
+fn planted(stack: &Stack, db: &TestDb, backend: Backend) -> Planted {
     let mut secrets: Vec<(String, usize)> = PLANTED
         .iter()
         .map(|(_, v, p)| ((*v).to_owned(), *p))
@@ -80,6 +84,15 @@ async fn planted_secrets_never_leave_the_process(backend: Backend) {
     );
     env.push(("DATABASE_URL".into(), database_url.clone()));
     env.push(("REQUIRED_CHECKS".into(), "database,stripe,openai".into()));
+    (env, secrets)
+}
+
+async fn planted_secrets_never_leave_the_process(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let stack = Stack::healthy().await;
+    let (env, secrets) = planted(&stack, &db, backend);
     let env_refs = with(&env, &[]);
     let admin = PLANTED[0].1;
 
@@ -340,4 +353,64 @@ async fn planted_secrets_never_leave_the_process(backend: Backend) {
         app.logs()
     };
     assert_clean("debug logs", &logs, &secrets);
+}
+
+/// A proxy in front of OpenAI answers 503 with an HTML page that echoes the presented key, and
+/// async-openai logs such a body whole. At the default level, at debug and at trace, in text and
+/// JSON, no planted secret reaches the log: the default filter keeps that library quiet and the
+/// log scrubber masks whatever a raised level lets through.
+async fn an_echoed_key_never_reaches_the_log(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let stack = Stack::healthy().await;
+    stack.openai.set(OpenAiMode::ServerErrorHtmlEcho(503));
+    let (env, mut secrets) = planted(&stack, &db, backend);
+    for format in ["text", "json"] {
+        // Empty is unset: the default filter applies.
+        for level in ["", "debug", "trace"] {
+            let what = format!("{format} logs at RUST_LOG={level:?}");
+            let app = TestApp::spawn_with(
+                &db,
+                &with(&env, &[("LOG_FORMAT", format), ("RUST_LOG", level)]),
+                &[],
+            );
+            let (status, run) = app.post("/ops/doctor/run", json!({})).await;
+            assert_eq!(status, StatusCode::OK, "{what}: {run}");
+            assert!(
+                run.to_string().contains("HTTP 503"),
+                "{what}: the openai check met the echoing page: {run}"
+            );
+            let logs = app.stop();
+            assert_clean(&what, &logs, &secrets);
+            if !level.is_empty() {
+                // The library did log the page, with the key masked in place.
+                assert!(
+                    logs.contains("Server error: 503") && logs.contains("Bearer sk-proj-…H3jB"),
+                    "{what}: the echoed page was logged, masked:\n{logs}"
+                );
+            }
+        }
+    }
+    assert_eq!(
+        stack.openai.last_authorization(),
+        Some(format!("Bearer {}", PLANTED[1].1)),
+        "the key did reach the echoing upstream"
+    );
+
+    // A base URL with userinfo is refused at start-up, naming the variable, never the password.
+    const URL_PASSWORD: &str = "Up4PLNTkW8zR2mX6vQ";
+    secrets.push((URL_PASSWORD.to_owned(), 0));
+    let url = stack
+        .openai
+        .base()
+        .replacen("http://", &format!("http://user:{URL_PASSWORD}@"), 1);
+    let (status, stdout, stderr) = run_cli(
+        Some(&db),
+        &with(&env, &[("OPENAI_BASE_URL", url.as_str())]),
+        &["serve"],
+    );
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("OPENAI_BASE_URL"), "{stderr}");
+    assert_clean("a refused base URL", &format!("{stdout}{stderr}"), &secrets);
 }
