@@ -59,7 +59,13 @@ impl AppState {
             config.doctor_min_interval,
             config.doctor_escalate_after,
         ));
-        let gate = Arc::new(Gate::new(registry, latest, doctor.clone(), db.clone()));
+        let gate = Arc::new(Gate::new(
+            registry,
+            latest,
+            doctor.clone(),
+            db.clone(),
+            incidents.write_health().clone(),
+        ));
         let deploys = DeployStore::new(incidents.clone(), gate.recorder().clone());
         Self(Arc::new(Shared {
             incidents,

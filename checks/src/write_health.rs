@@ -31,15 +31,22 @@ impl WriteHealth {
         match outcome {
             Ok(_) => self.committed(),
             Err(err) => {
-                if let Some((code, message)) = err.as_db_err().and_then(storage_failure) {
-                    tracing::error!(code, message, "the database refused a write");
-                    self.set(Some(WriteFailure {
-                        at: Utc::now(),
-                        code: code.to_owned(),
-                        message: message.to_owned(),
-                    }));
+                if let Some(err) = err.as_db_err() {
+                    self.failed(err);
                 }
             }
+        }
+    }
+
+    /// A write failed: sets the flag when the storage itself refused it.
+    pub fn failed(&self, err: &DbErr) {
+        if let Some((code, message)) = storage_failure(err) {
+            tracing::error!(code, message, "the database refused a write");
+            self.set(Some(WriteFailure {
+                at: Utc::now(),
+                code: code.to_owned(),
+                message: message.to_owned(),
+            }));
         }
     }
 

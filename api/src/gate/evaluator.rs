@@ -4,6 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use checks::write_health::WriteHealth;
 use checks::{CheckResult, Registry, Status};
 use chrono::Utc;
 use entity::{ops_deploy as deploy, ops_gate_evaluation as evaluation};
@@ -118,8 +119,9 @@ impl Gate {
         latest: Arc<LatestResults>,
         doctor: Arc<Doctor>,
         db: DatabaseConnection,
+        writes: WriteHealth,
     ) -> Self {
-        let recorder = Recorder::spawn(db.clone());
+        let recorder = Recorder::spawn(db.clone(), writes);
         Self {
             registry,
             latest,

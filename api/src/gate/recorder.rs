@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use checks::write_health::WriteHealth;
 use entity::ops_gate_evaluation as evaluation;
 use sea_orm::sqlx::postgres::PgDatabaseError;
 use sea_orm::sqlx::sqlite::SqliteError;
@@ -36,10 +37,10 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    /// Starts the writer task.
-    pub fn spawn(db: DatabaseConnection) -> Self {
+    /// Starts the writer task; what its inserts meet goes to `writes`.
+    pub fn spawn(db: DatabaseConnection, writes: WriteHealth) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(write_loop(db, rx));
+        tokio::spawn(write_loop(db, writes, rx));
         Self { tx }
     }
 
@@ -59,7 +60,7 @@ impl Recorder {
     }
 }
 
-async fn write_loop(db: DatabaseConnection, mut rx: mpsc::Receiver<Message>) {
+async fn write_loop(db: DatabaseConnection, writes: WriteHealth, mut rx: mpsc::Receiver<Message>) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         // Gather for a moment: one commit of many rows writes each touched page once, where a
@@ -81,7 +82,7 @@ async fn write_loop(db: DatabaseConnection, mut rx: mpsc::Receiver<Message>) {
             }
         }
         if !rows.is_empty() {
-            store(&db, rows).await;
+            store(&db, &writes, rows).await;
         }
         // Rows queued before a flush were in this batch or an earlier one: all written now.
         for done in flushes {
@@ -101,7 +102,11 @@ struct Outcome {
 }
 
 /// Inserts `rows`, splitting a batch the database refuses until the refused rows stand alone.
-async fn store(db: &DatabaseConnection, rows: Vec<evaluation::ActiveModel>) -> Outcome {
+async fn store(
+    db: &DatabaseConnection,
+    writes: &WriteHealth,
+    rows: Vec<evaluation::ActiveModel>,
+) -> Outcome {
     let mut outcome = Outcome::default();
     // Parts still to insert, the next on top: halves are pushed second half first, so rows are
     // inserted in the order they were answered.
@@ -112,10 +117,12 @@ async fn store(db: &DatabaseConnection, rows: Vec<evaluation::ActiveModel>) -> O
             .exec_without_returning(db)
             .await
         else {
+            writes.committed();
             outcome.stored += count;
             continue;
         };
         if !refused_for_its_rows(&err) {
+            writes.failed(&err);
             let lost = count + pending.iter().map(Vec::len).sum::<usize>();
             tracing::error!(error = %err, count = lost, "storing gate evaluations failed; they are lost");
             outcome.lost += lost;
@@ -202,7 +209,7 @@ mod tests {
         let mut rows: Vec<_> = (0..40).map(|i| row(&format!("r{i:02}"), None)).collect();
         rows.insert(7, row("no-deploy", Some("missing")));
         rows.insert(30, row("r03", None));
-        let outcome = store(&db, rows).await;
+        let outcome = store(&db, &WriteHealth::default(), rows).await;
         assert_eq!(
             outcome,
             Outcome {
@@ -221,7 +228,7 @@ mod tests {
         let db = database().await;
         db.close_by_ref().await.unwrap();
         let rows: Vec<_> = (0..64).map(|i| row(&format!("r{i:02}"), None)).collect();
-        let outcome = store(&db, rows).await;
+        let outcome = store(&db, &WriteHealth::default(), rows).await;
         assert_eq!(
             outcome,
             Outcome {
