@@ -20,7 +20,8 @@ pub const KEY_PREFIXES: &[&str] = &[
 
 #[derive(Clone)]
 pub struct StripeSettings {
-    /// `STRIPE_API_BASE`, scheme and host only (default `https://api.stripe.com`).
+    /// `STRIPE_API_BASE` (default `https://api.stripe.com`); a path is kept, for a gateway that
+    /// serves the API under a prefix.
     pub api_base: String,
     /// `STRIPE_SECRET_KEY`.
     pub secret_key: SecretString,
@@ -84,7 +85,10 @@ impl StripeCheck {
         };
 
         let client = stripe::Client::from_url(s.api_base.as_str(), key);
-        let balance = match stripe::Balance::retrieve(&client, None).await {
+        let balance = match client
+            .get::<stripe::Balance>(&balance_path(&s.api_base))
+            .await
+        {
             Ok(balance) => balance,
             Err(err) => return observe(self.classify(s, err).await),
         };
@@ -188,6 +192,21 @@ impl StripeCheck {
             .observe("http_status", resp.status().as_u16()),
             Err(err) => failure_for(NAME, what, transport_reason(&err)),
         }
+    }
+}
+
+/// The balance's path for async-stripe, which puts every request at `/v1/…` of the base URL's
+/// host and would drop a path the base URL has (a gateway's prefix, say). A path that first
+/// climbs out of `v1` keeps it: the URL parser resolves `v1/../gw/v1/balance` to
+/// `/gw/v1/balance`.
+fn balance_path(api_base: &str) -> String {
+    let prefix = url::Url::parse(api_base)
+        .map(|u| u.path().trim_matches('/').to_owned())
+        .unwrap_or_default();
+    if prefix.is_empty() {
+        "balance".to_owned()
+    } else {
+        format!("../{prefix}/v1/balance")
     }
 }
 

@@ -140,6 +140,17 @@ async fn stripe_reasons() {
     );
     assert_eq!(ok.observed["key"], "sk_test_…fJhB");
 
+    // A gateway serving the API under a path prefix: the whole base URL is honoured.
+    let gateway = testkit::stripe::start(StripeMode::Under("/echo")).await;
+    let behind = run(&stripe(
+        format!("{}/echo", gateway.base()),
+        TEST_KEY,
+        Some(WEBHOOK),
+    ))
+    .await;
+    expect(&behind, Status::Pass, None);
+    assert_eq!(gateway.hits(), 1, "one request, to the prefixed path");
+
     let no_webhook = run(&stripe(base.clone(), TEST_KEY, None)).await;
     expect(&no_webhook, Status::Warn, Some(Reason::Misconfigured));
     expect(

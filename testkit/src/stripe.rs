@@ -28,6 +28,9 @@ pub enum StripeMode {
     ServerErrorHtml(u16),
     /// Sleeps this long, then answers like `Ok { livemode: false }`.
     Slow(Duration),
+    /// Like `Ok { livemode: false }`, but the API is served under this path prefix (a gateway):
+    /// `/v1/balance` without it is 404.
+    Under(&'static str),
 }
 
 /// Starts a fake Stripe API on 127.0.0.1.
@@ -41,10 +44,11 @@ const ACCOUNT: &str = "acct_1OpsdoctorFake00";
 async fn answer(mode: StripeMode, call: Call) -> Response {
     let key = call.token();
     let response = match mode {
-        StripeMode::Ok { livemode } => route(&call, livemode),
+        StripeMode::Ok { livemode } => route(&call, "", livemode),
+        StripeMode::Under(prefix) => route(&call, prefix, false),
         StripeMode::Slow(delay) => {
             tokio::time::sleep(delay).await;
-            route(&call, false)
+            route(&call, "", false)
         }
         StripeMode::InvalidKey => reply::header(
             reply::json(
@@ -85,21 +89,21 @@ async fn answer(mode: StripeMode, call: Call) -> Response {
     reply::header(response, "request-id", &format!("req_fake{:012}", call.hit))
 }
 
-fn route(call: &Call, livemode: bool) -> Response {
-    match call.path.as_str() {
-        "/v1/balance" => reply::json(
+fn route(call: &Call, prefix: &str, livemode: bool) -> Response {
+    match call.path.strip_prefix(prefix) {
+        Some("/v1/balance") => reply::json(
             StatusCode::OK,
             format!(
                 r#"{{"object":"balance","livemode":{livemode},"available":[{{"amount":0,"currency":"usd","source_types":{{"card":0}}}}],"pending":[{{"amount":0,"currency":"usd","source_types":{{"card":0}}}}],"connect_reserved":[{{"amount":0,"currency":"usd"}}]}}"#
             ),
         ),
-        other => reply::json(
+        _ => reply::json(
             StatusCode::NOT_FOUND,
             format!(
                 r#"{{"error":{{"message":{},"type":"invalid_request_error"}}}}"#,
                 reply::quoted(&format!(
-                    "Unrecognized request URL ({}: {other}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.",
-                    call.method
+                    "Unrecognized request URL ({}: {}). Please see https://stripe.com/docs or we can help at https://support.stripe.com/.",
+                    call.method, call.path
                 ))
             ),
         ),
