@@ -11,11 +11,13 @@ pub mod extract;
 pub mod gate;
 pub mod health;
 pub mod incidents;
+pub mod kernel;
 pub mod params;
 pub mod path;
 pub mod remote;
 pub mod server;
 pub mod state;
+pub mod store;
 pub mod suite;
 pub mod telemetry;
 

@@ -4,7 +4,7 @@ use chrono::{DateTime, NaiveDateTime};
 use sea_orm::ActiveEnum;
 
 use crate::error::{ApiError, ApiResult};
-use crate::incidents::cursor::Cursor;
+use crate::kernel::Cursor;
 
 /// Page size when `limit` is not given.
 pub const DEFAULT_LIMIT: u64 = 50;

@@ -150,7 +150,7 @@ impl Application {
                 server.abort();
             }
         }
-        state.gate.recorder().flush().await;
+        state.evaluations.flush().await;
         if let Err(err) = state.db.clone().close().await {
             tracing::warn!(error = %err, "closing the database pool failed");
         }

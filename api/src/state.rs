@@ -9,12 +9,11 @@ use checks::write_health::WriteHealth;
 use sea_orm::DatabaseConnection;
 
 use crate::config::Config;
-use crate::deploys::DeployStore;
 use crate::doctor::Doctor;
 use crate::extract::BodyLimit;
 use crate::gate::Gate;
 use crate::health::Readiness;
-use crate::incidents::IncidentStore;
+use crate::store::{DeployStore, EvaluationStore, IncidentStore, RunStore};
 use crate::suite::{build_registry, LatestResults};
 
 #[derive(Clone)]
@@ -36,6 +35,7 @@ pub struct Shared {
     pub doctor: Arc<Doctor>,
     pub gate: Arc<Gate>,
     pub deploys: DeployStore,
+    pub evaluations: EvaluationStore,
     pub lifecycle: Lifecycle,
 }
 
@@ -51,22 +51,25 @@ impl AppState {
             &config,
             lifecycle.clone(),
         ));
-        let incidents = IncidentStore::new(db.clone(), writes);
+        let incidents = IncidentStore::new(db.clone(), writes.clone());
+        let runs = RunStore::new(db.clone(), writes.clone());
+        let evaluations = EvaluationStore::spawn(db.clone(), writes);
+        let deploys = DeployStore::new(incidents.clone(), evaluations.clone());
         let doctor = Arc::new(Doctor::new(
             registry.clone(),
             latest.clone(),
             incidents.clone(),
+            runs.clone(),
             config.doctor_min_interval,
             config.doctor_escalate_after,
         ));
         let gate = Arc::new(Gate::new(
             registry,
             latest,
-            doctor.clone(),
-            db.clone(),
-            incidents.write_health().clone(),
+            runs,
+            deploys.clone(),
+            evaluations.clone(),
         ));
-        let deploys = DeployStore::new(incidents.clone(), gate.recorder().clone());
         Self(Arc::new(Shared {
             incidents,
             config: Arc::new(config),
@@ -75,6 +78,7 @@ impl AppState {
             doctor,
             gate,
             deploys,
+            evaluations,
             lifecycle,
         }))
     }

@@ -63,7 +63,60 @@ pub enum Reason {
     Unreachable,
 }
 
+impl Status {
+    /// The name used in JSON, logs and tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Reason {
+    /// The name used in JSON, logs, fingerprints and summaries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Auth => "auth",
+            Reason::Forbidden => "forbidden",
+            Reason::RateLimited => "rate_limited",
+            Reason::QuotaExhausted => "quota_exhausted",
+            Reason::Timeout => "timeout",
+            Reason::Dns => "dns",
+            Reason::ConnectionRefused => "connection_refused",
+            Reason::Tls => "tls",
+            Reason::UpstreamError => "upstream_error",
+            Reason::BadResponse => "bad_response",
+            Reason::NotConfigured => "not_configured",
+            Reason::Misconfigured => "misconfigured",
+            Reason::MigrationsPending => "migrations_pending",
+            Reason::MissingTables => "missing_tables",
+            Reason::WriteFailed => "write_failed",
+            Reason::ProcessDown => "process_down",
+            Reason::NoConnections => "no_connections",
+            Reason::NotRouting => "not_routing",
+            Reason::OriginUnreachable => "origin_unreachable",
+            Reason::TokenDisabled => "token_disabled",
+            Reason::TokenExpired => "token_expired",
+            Reason::TokenExpiring => "token_expiring",
+            Reason::Unreachable => "unreachable",
+        }
+    }
+
     /// Whether waiting can plausibly fix it; a deploy gate stops waiting on the others.
     pub fn is_transient(self) -> bool {
         !matches!(
@@ -212,6 +265,40 @@ fn elapsed_ms(started: Instant) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_the_json_names() {
+        for status in [Status::Pass, Status::Warn, Status::Fail, Status::Skipped] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+        for reason in [
+            Reason::Auth,
+            Reason::Forbidden,
+            Reason::RateLimited,
+            Reason::QuotaExhausted,
+            Reason::Timeout,
+            Reason::Dns,
+            Reason::ConnectionRefused,
+            Reason::Tls,
+            Reason::UpstreamError,
+            Reason::BadResponse,
+            Reason::NotConfigured,
+            Reason::Misconfigured,
+            Reason::MigrationsPending,
+            Reason::MissingTables,
+            Reason::WriteFailed,
+            Reason::ProcessDown,
+            Reason::NoConnections,
+            Reason::NotRouting,
+            Reason::OriginUnreachable,
+            Reason::TokenDisabled,
+            Reason::TokenExpired,
+            Reason::TokenExpiring,
+            Reason::Unreachable,
+        ] {
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
+        }
+    }
 
     #[tokio::test]
     async fn a_hanging_check_becomes_a_timeout_failure_at_its_limit() {

@@ -857,7 +857,7 @@ async fn the_writer_rejects_only_the_rows_the_database_refuses(backend: Backend)
     };
     let conn = db.connect().await;
     migration::Migrator::up(&conn, None).await.unwrap();
-    let recorder = api::gate::Recorder::spawn(conn.clone(), Default::default());
+    let recorder = api::store::EvaluationStore::spawn(conn.clone(), Default::default());
     let mut good = Vec::new();
     for i in 0..30 {
         let id = format!("good{i:02}");

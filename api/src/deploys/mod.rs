@@ -1,8 +1,5 @@
-//! Deploy records: started, finished, linked to their gate verdicts, and a `DEPLOY` incident when
-//! a deploy fails or is rolled back.
+//! Deploy records over HTTP and for scripts (`opsdoctor deploys`); the data and the `DEPLOY`
+//! incident a failed deploy opens live in [`crate::store::deploys`].
 
 pub mod cli;
 pub mod routes;
-mod store;
-
-pub use store::{DeployStore, FinishStatus, NewDeploy};

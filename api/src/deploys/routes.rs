@@ -8,13 +8,13 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::{FinishStatus, NewDeploy};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::gate::routes::evaluation_json;
 use crate::params::{parse_cursor, parse_label, parse_limit, required_text, MAX_LIMIT};
 use crate::path::ApiPath;
 use crate::state::AppState;
+use crate::store::deploys::{FinishStatus, NewDeploy};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -52,7 +52,7 @@ struct FinishDeploy {
 pub fn deploy_json(d: entity::ops_deploy::Model) -> Value {
     json!({
         "id": d.id,
-        "startedAt": crate::incidents::dto::timestamp(&d.created_at),
+        "startedAt": crate::kernel::timestamp(&d.created_at),
         "environment": d.environment,
         "version": d.version,
         "gitSha": d.git_sha,
@@ -60,7 +60,7 @@ pub fn deploy_json(d: entity::ops_deploy::Model) -> Value {
         "startedBy": d.started_by,
         "externalIds": d.external_ids_json,
         "status": d.status,
-        "finishedAt": d.finished_at.as_ref().map(crate::incidents::dto::timestamp),
+        "finishedAt": d.finished_at.as_ref().map(crate::kernel::timestamp),
         "reason": d.reason,
         "reportJson": d.report_json,
         "incidentId": d.incident_id,
@@ -87,7 +87,6 @@ async fn start(
         external_ids: body.external_ids.unwrap_or_default(),
     };
     let created = state.deploys.start(new).await?;
-    state.gate.forget_deploys();
     let location = format!("/ops/deploys/{}", created.id);
     Ok((
         StatusCode::CREATED,
@@ -113,7 +112,6 @@ async fn finish(
         .deploys
         .finish(&id, body.status, reason, body.report_json)
         .await;
-    state.gate.forget_deploys();
     let finished = finished?;
     Ok(Json(deploy_json(finished)))
 }
@@ -155,8 +153,8 @@ async fn show(
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("deploy `{id}` does not exist")))?;
     let gates: Vec<Value> = state
-        .deploys
-        .gates(&id)
+        .evaluations
+        .for_deploy(&id)
         .await?
         .into_iter()
         .map(evaluation_json)

@@ -89,7 +89,7 @@ fn table(run: &SuiteRun, required: &BTreeSet<String>, colour: bool) -> String {
         } else {
             r.name.clone()
         };
-        let status = super::service::status_str(r.status).to_ascii_uppercase();
+        let status = r.status.as_str().to_ascii_uppercase();
         let reason = r
             .reason
             .and_then(|x| serde_json::to_value(x).ok())
@@ -109,7 +109,7 @@ fn table(run: &SuiteRun, required: &BTreeSet<String>, colour: bool) -> String {
             out.push_str(&format!("{:<31}→ {hint}\n", ""));
         }
     }
-    let overall = super::service::status_str(run.status).to_ascii_uppercase();
+    let overall = run.status.as_str().to_ascii_uppercase();
     out.push_str(&format!(
         "\n{} in {} ms (* = required)\n",
         paint(run.status, &overall),

@@ -6,8 +6,8 @@ use entity::{Category, EventType, Severity};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
-use crate::incidents::store::NewIncident;
-use crate::incidents::IncidentStore;
+use crate::store::incidents::{NewEvent, NewIncident, StoreError};
+use crate::store::IncidentStore;
 
 /// Marks the incidents the doctor manages, so recovery resolves only its own.
 const SOURCE: &str = "doctor";
@@ -78,7 +78,7 @@ async fn on_failure(
     required: bool,
     result: &CheckResult,
     escalate_after: u32,
-) -> Result<Vec<IncidentAction>, crate::incidents::StoreError> {
+) -> Result<Vec<IncidentAction>, StoreError> {
     let reason = reason_text(result);
     let fingerprint = format!("check:{}:{reason}", result.name);
     let mut details = Map::new();
@@ -147,7 +147,7 @@ async fn on_failure(
 async fn on_recovery(
     store: &IncidentStore,
     result: &CheckResult,
-) -> Result<Vec<IncidentAction>, crate::incidents::StoreError> {
+) -> Result<Vec<IncidentAction>, StoreError> {
     let open = store
         .open_with_details(&[("source", SOURCE), ("check", &result.name)])
         .await?;
@@ -162,7 +162,7 @@ async fn on_recovery(
         store
             .append_event(
                 &incident.id,
-                crate::incidents::store::NewEvent {
+                NewEvent {
                     event_type: EventType::RecoverySuccess,
                     message: format!("{} check passes again: {}", result.name, result.message),
                     metadata: metadata.clone(),
@@ -174,7 +174,7 @@ async fn on_recovery(
             result.name
         );
         match store.resolve(&incident.id, Some(note), metadata).await {
-            Ok(_) | Err(crate::incidents::StoreError::AlreadyResolved { .. }) => {}
+            Ok(_) | Err(StoreError::AlreadyResolved { .. }) => {}
             Err(err) => return Err(err),
         }
         actions.push(IncidentAction {

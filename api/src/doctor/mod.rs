@@ -6,4 +6,4 @@ mod incidents;
 pub mod routes;
 mod service;
 
-pub use service::{status_str, Doctor, DoctorError, RunRecord, Trigger};
+pub use service::{Doctor, DoctorError, RunRecord, Trigger};

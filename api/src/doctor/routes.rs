@@ -12,12 +12,11 @@ use entity::EventType;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 
-use super::service::status_str;
 use super::{DoctorError, Trigger};
 use crate::error::{ApiError, ApiResult};
 use crate::incidents::dto::{EventJson, IncidentJson};
-use crate::incidents::store::{IncidentFilter, OpenState};
 use crate::state::AppState;
+use crate::store::incidents::{IncidentFilter, OpenState};
 
 /// Admin routes (mounted behind the bearer-token layer).
 pub fn admin_router() -> Router<AppState> {
@@ -174,7 +173,7 @@ async fn bundle(State(state): State<AppState>) -> ApiResult<Json<Value>> {
                 "startedAt": started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 "finishedAt": finished.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 "ageSeconds": (now - *finished).num_milliseconds() as f64 / 1000.0,
-                "status": status_str(overall(results, &registry.policy().required)),
+                "status": overall(results, &registry.policy().required).as_str(),
                 "durationMs": duration,
                 "results": results,
             })
@@ -258,7 +257,7 @@ async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
     );
     let plain: Vec<CheckResult> = all.iter().map(|(r, _)| r.clone()).collect();
     let status = overall(&plain, required);
-    let mut body = json!({ "status": status_str(status) });
+    let mut body = json!({ "status": status.as_str() });
     if is_admin(&state, &headers) {
         let checks: serde_json::Map<String, Value> = all
             .iter()
@@ -269,7 +268,7 @@ async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
                     "componentType": component_type(&r.name),
                     "observedValue": r.latency_ms,
                     "observedUnit": "ms",
-                    "status": status_str(r.status),
+                    "status": r.status.as_str(),
                     "time": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
                 });
                 if r.status != Status::Pass {

@@ -4,15 +4,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use checks::{Registry, Status, SuiteRun};
+use checks::{Registry, SuiteRun};
 use entity::ops_doctor_run as run_row;
-use sea_orm::{ActiveValue::Set, DatabaseConnection, DbErr, EntityTrait, QueryOrder};
+use sea_orm::DbErr;
 use serde::Serialize;
 use tokio::sync::Mutex;
 
 use super::incidents::{apply, IncidentAction};
-use crate::incidents::store::new_id;
-use crate::incidents::IncidentStore;
+use crate::store::{IncidentStore, RunStore};
 use crate::suite::LatestResults;
 
 /// Who asked for a run; stored with it.
@@ -24,7 +23,7 @@ pub enum Trigger {
 }
 
 impl Trigger {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Trigger::Api => "api",
             Trigger::Monitor => "monitor",
@@ -67,7 +66,7 @@ pub struct Doctor {
     registry: Registry,
     latest: Arc<LatestResults>,
     store: IncidentStore,
-    db: DatabaseConnection,
+    runs: RunStore,
     min_interval: Duration,
     escalate_after: u32,
     /// Held for the whole of a run; the last finished run, for callers who arrived during it.
@@ -80,14 +79,15 @@ impl Doctor {
         registry: Registry,
         latest: Arc<LatestResults>,
         store: IncidentStore,
+        runs: RunStore,
         min_interval: Duration,
         escalate_after: u32,
     ) -> Self {
         Self {
             registry,
             latest,
-            db: store.connection().clone(),
             store,
+            runs,
             min_interval,
             escalate_after,
             running: Arc::new(Mutex::new(None)),
@@ -150,7 +150,7 @@ impl Doctor {
         let run = self.registry.run(None).await;
         self.latest.record(&run.results);
         let mut warnings = Vec::new();
-        let id = match self.persist(trigger, &run).await {
+        let id = match self.runs.insert(trigger.as_str(), &run).await {
             Ok(id) => Some(id),
             Err(err) => {
                 tracing::error!(error = %err, "storing the doctor run failed");
@@ -182,31 +182,9 @@ impl Doctor {
         }
     }
 
-    async fn persist(&self, trigger: Trigger, run: &SuiteRun) -> Result<String, DbErr> {
-        let id = new_id();
-        let model = run_row::ActiveModel {
-            id: Set(id.clone()),
-            created_at: Set(ms(run.started_at)),
-            finished_at: Set(ms(run.finished_at)),
-            trigger: Set(trigger.as_str().to_owned()),
-            status: Set(status_str(run.status).to_owned()),
-            duration_ms: Set(i32::try_from(run.duration_ms).unwrap_or(i32::MAX)),
-            results_json: Set(serde_json::to_value(&run.results).unwrap_or_default()),
-        };
-        let outcome = run_row::Entity::insert(model)
-            .exec_without_returning(&self.db)
-            .await;
-        self.store.write_health().observe(&outcome);
-        outcome.map(|_| id)
-    }
-
     /// The latest stored run (from any process sharing the database).
     pub async fn latest_run(&self) -> Result<Option<run_row::Model>, DbErr> {
-        run_row::Entity::find()
-            .order_by_desc(run_row::Column::CreatedAt)
-            .order_by_desc(run_row::Column::Id)
-            .one(&self.db)
-            .await
+        self.runs.latest().await
     }
 
     /// The latest run this process finished, for when the database cannot be read.
@@ -235,18 +213,4 @@ impl Doctor {
             }
         });
     }
-}
-
-pub fn status_str(status: Status) -> &'static str {
-    match status {
-        Status::Pass => "pass",
-        Status::Warn => "warn",
-        Status::Fail => "fail",
-        Status::Skipped => "skipped",
-    }
-}
-
-fn ms(t: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDateTime {
-    use chrono::SubsecRound;
-    t.naive_utc().trunc_subsecs(3)
 }

@@ -1,24 +1,18 @@
 //! Evaluating a gate: reuse results younger than the maximum age, run the rest, decide, record.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use checks::write_health::WriteHealth;
 use checks::{CheckResult, Registry, Status};
 use chrono::Utc;
-use entity::{ops_deploy as deploy, ops_gate_evaluation as evaluation};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
-};
+use entity::ops_gate_evaluation as evaluation;
+use sea_orm::{ActiveValue::Set, DbErr};
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::recorder::Recorder;
-use crate::doctor::Doctor;
-use crate::incidents::cursor::Cursor;
-use crate::incidents::store::{before_cond, new_id, now, paginate, Page};
+use crate::kernel::{new_id, now, timestamp};
+use crate::store::{DeployStore, EvaluationStore, RunStore};
 use crate::suite::LatestResults;
 
 /// The answer to "may this release go live?".
@@ -99,42 +93,26 @@ pub struct GateVerdict {
 pub struct Gate {
     registry: Registry,
     latest: Arc<LatestResults>,
-    doctor: Arc<Doctor>,
-    db: DatabaseConnection,
-    recorder: Recorder,
-    /// `(environment, release)` → running deploy, for [`DEPLOY_CACHE_TTL`]: probe-style callers
-    /// ask many times a second, and a deploy starts or ends rarely.
-    deploys: std::sync::Mutex<DeployCache>,
+    runs: RunStore,
+    deploys: DeployStore,
+    evaluations: EvaluationStore,
 }
-
-/// Running-deploy lookups by `(environment, release)`, with when they were made.
-type DeployCache = HashMap<(String, String), (Instant, Option<String>)>;
-
-/// How long a running-deploy lookup is reused (deploys started or finished here clear it).
-const DEPLOY_CACHE_TTL: Duration = Duration::from_secs(1);
 
 impl Gate {
     pub fn new(
         registry: Registry,
         latest: Arc<LatestResults>,
-        doctor: Arc<Doctor>,
-        db: DatabaseConnection,
-        writes: WriteHealth,
+        runs: RunStore,
+        deploys: DeployStore,
+        evaluations: EvaluationStore,
     ) -> Self {
-        let recorder = Recorder::spawn(db.clone(), writes);
         Self {
             registry,
             latest,
-            doctor,
-            db,
-            recorder,
-            deploys: std::sync::Mutex::new(HashMap::new()),
+            runs,
+            deploys,
+            evaluations,
         }
-    }
-
-    /// The writer that stores evaluations; readers of evaluations flush it first.
-    pub fn recorder(&self) -> &Recorder {
-        &self.recorder
     }
 
     pub fn registry(&self) -> &Registry {
@@ -165,7 +143,7 @@ impl Gate {
             }
         }
         if !missing.is_empty() {
-            if let Ok(Some(row)) = self.doctor.latest_run().await {
+            if let Ok(Some(row)) = self.runs.latest().await {
                 let age_ms = u64::try_from(
                     (Utc::now().naive_utc() - row.finished_at)
                         .num_milliseconds()
@@ -230,7 +208,7 @@ impl Gate {
         let (verdict, summary) = decide(&checks, &required);
 
         let at = now();
-        let deploy_id = match self.running_deploy(&req.environment, &req.release).await {
+        let deploy_id = match self.deploys.running(&req.environment, &req.release).await {
             Ok(id) => id,
             Err(err) => {
                 // A verdict is still a verdict; only its link to a deploy is missing.
@@ -244,7 +222,7 @@ impl Gate {
             summary,
             environment: req.environment,
             release: req.release,
-            time: crate::incidents::dto::timestamp(&at),
+            time: timestamp(&at),
             max_age_seconds: req.max_age.as_secs(),
             required: required.into_iter().collect(),
             deploy_id,
@@ -266,90 +244,10 @@ impl Gate {
             deploy_id: Set(verdict.deploy_id.clone()),
         };
         if req.record {
-            self.recorder.record(row).await;
+            self.evaluations.record(row).await;
         }
         tracing::info!(verdict = verdict.verdict.as_str(), gate_id = %verdict.gate_id, "gate evaluated");
         Ok(verdict)
-    }
-
-    /// Forgets cached deploy lookups (a deploy started or finished).
-    pub fn forget_deploys(&self) {
-        if let Ok(mut cache) = self.deploys.lock() {
-            cache.clear();
-        }
-    }
-
-    /// The running deploy of this release (by version or git sha) in this environment, if any.
-    async fn running_deploy(
-        &self,
-        environment: &str,
-        release: &str,
-    ) -> Result<Option<String>, DbErr> {
-        let key = (environment.to_owned(), release.to_owned());
-        if let Some((at, id)) = self.deploys.lock().ok().and_then(|c| c.get(&key).cloned()) {
-            if at.elapsed() < DEPLOY_CACHE_TTL {
-                return Ok(id);
-            }
-        }
-        let id = self.lookup_running_deploy(environment, release).await?;
-        if let Ok(mut cache) = self.deploys.lock() {
-            if cache.len() >= 1024 {
-                cache.clear();
-            }
-            cache.insert(key, (Instant::now(), id.clone()));
-        }
-        Ok(id)
-    }
-
-    async fn lookup_running_deploy(
-        &self,
-        environment: &str,
-        release: &str,
-    ) -> Result<Option<String>, DbErr> {
-        Ok(deploy::Entity::find()
-            .filter(deploy::Column::Environment.eq(environment))
-            .filter(deploy::Column::Status.eq("running"))
-            .filter(
-                Condition::any()
-                    .add(deploy::Column::Version.eq(release))
-                    .add(deploy::Column::GitSha.eq(release)),
-            )
-            .order_by_desc(deploy::Column::CreatedAt)
-            .one(&self.db)
-            .await?
-            .map(|d| d.id))
-    }
-
-    /// Stored evaluations, newest first, optionally for one environment and release.
-    pub async fn list(
-        &self,
-        environment: Option<&str>,
-        release: Option<&str>,
-        limit: u64,
-        before: Option<&Cursor>,
-    ) -> Result<Page<evaluation::Model>, DbErr> {
-        use evaluation::Column as C;
-        self.recorder.flush().await;
-        let mut query = evaluation::Entity::find();
-        if let Some(env) = environment {
-            query = query.filter(C::Environment.eq(env));
-        }
-        if let Some(release) = release {
-            query = query.filter(C::Release.eq(release));
-        }
-        if let Some(c) = before {
-            query = query.filter(before_cond(C::CreatedAt, C::Id, c));
-        }
-        let rows = query
-            .order_by_desc(C::CreatedAt)
-            .order_by_desc(C::Id)
-            .limit(limit + 1)
-            .all(&self.db)
-            .await?;
-        Ok(paginate(rows, limit, |r| Cursor {
-            created_at: r.created_at,
-            id: r.id.clone(),
-        }))
     }
 }
 
@@ -369,14 +267,11 @@ fn without_observed(r: &CheckResult) -> CheckResult {
 /// The verdict and a one-line summary, e.g. `fail: tunnel=not_routing (required)`.
 fn decide(checks: &[GateCheck], required: &BTreeSet<String>) -> (Verdict, String) {
     let label = |c: &GateCheck| {
-        let reason = c
-            .reason
-            .and_then(|r| serde_json::to_value(r).ok())
-            .and_then(|v| v.as_str().map(str::to_owned));
+        let reason = c.reason.map(|r| r.as_str().to_owned());
         format!(
             "{}={}",
             c.name,
-            reason.unwrap_or_else(|| crate::doctor::status_str(c.status).to_owned())
+            reason.unwrap_or_else(|| c.status.as_str().to_owned())
         )
     };
     let missing: Vec<&String> = required

@@ -3,8 +3,6 @@
 
 pub mod cli;
 mod evaluator;
-mod recorder;
 pub mod routes;
 
 pub use evaluator::{Gate, GateRequest, GateVerdict, Verdict};
-pub use recorder::Recorder;

@@ -222,7 +222,7 @@ async fn list(
     let limit = parse_limit(q.limit.as_deref(), MAX_LIMIT)?;
     let cursor = parse_cursor(q.cursor.as_deref())?;
     let page = state
-        .gate
+        .evaluations
         .list(
             q.env.as_deref().filter(|e| !e.is_empty()),
             q.release.as_deref().filter(|r| !r.is_empty()),
@@ -240,7 +240,7 @@ async fn list(
 pub fn evaluation_json(e: entity::ops_gate_evaluation::Model) -> Value {
     json!({
         "gateId": e.id,
-        "createdAt": crate::incidents::dto::timestamp(&e.created_at),
+        "createdAt": crate::kernel::timestamp(&e.created_at),
         "environment": e.environment,
         "release": e.release,
         "verdict": e.verdict,

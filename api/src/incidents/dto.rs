@@ -1,24 +1,13 @@
 //! JSON shapes of the incident API, in the Prisma models' camelCase field names.
 
-use chrono::NaiveDateTime;
+use crate::kernel::timestamp;
 use entity::{
     ops_incident as incident, ops_incident_event as event, Category, EventType, Severity,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// Longest accepted `summary`, in characters.
-pub const MAX_SUMMARY_CHARS: usize = 1_000;
-/// Longest accepted event `message` or `resolutionNotes`, in characters.
-pub const MAX_MESSAGE_CHARS: usize = 10_000;
-/// Longest accepted `fingerprint`, in characters.
-pub const MAX_FINGERPRINT_CHARS: usize = 200;
-
-/// RFC 3339 in UTC with milliseconds, as stored.
-pub fn timestamp(t: &NaiveDateTime) -> String {
-    t.and_utc()
-        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
+pub use crate::store::incidents::{MAX_FINGERPRINT_CHARS, MAX_MESSAGE_CHARS, MAX_SUMMARY_CHARS};
 
 /// `POST /ops/incidents`
 #[derive(Debug, Deserialize)]
@@ -110,12 +99,4 @@ impl From<event::Model> for EventJson {
             metadata_json: m.metadata_json,
         }
     }
-}
-
-/// A page of a listing: `{"items": [...], "nextCursor": "…" | null}`.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PageJson<T> {
-    pub items: Vec<T>,
-    pub next_cursor: Option<String>,
 }

@@ -1,8 +1,5 @@
-//! Incidents: the store (usable without HTTP), its cursors, and the `/ops/incidents` routes.
+//! The `/ops/incidents` and `/ops/timeline` routes and their JSON shapes; the data lives in
+//! [`crate::store::incidents`].
 
-pub mod cursor;
 pub mod dto;
 pub mod routes;
-pub mod store;
-
-pub use store::{IncidentStore, StoreError};

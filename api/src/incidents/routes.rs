@@ -11,15 +11,18 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::dto::{
-    CreateEvent, CreateIncident, EventJson, IncidentJson, PageJson, ResolveIncident,
-    MAX_FINGERPRINT_CHARS, MAX_MESSAGE_CHARS, MAX_SUMMARY_CHARS,
+    CreateEvent, CreateIncident, EventJson, IncidentJson, ResolveIncident, MAX_FINGERPRINT_CHARS,
+    MAX_MESSAGE_CHARS, MAX_SUMMARY_CHARS,
 };
-use super::store::{IncidentFilter, NewEvent, NewIncident, OpenState, StoreError, TimelineFilter};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery, MaybeJson};
+use crate::kernel::PageJson;
 use crate::params::{parse_cursor, parse_enum, parse_limit, parse_time, required_text, MAX_LIMIT};
 use crate::path::ApiPath;
 use crate::state::AppState;
+use crate::store::incidents::{
+    IncidentFilter, NewEvent, NewIncident, OpenState, StoreError, TimelineFilter,
+};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -285,7 +288,7 @@ async fn stats(
         "resolved": {
             "total": s.resolved_total,
             "meanTimeToResolveSeconds": s.mean_time_to_resolve_seconds,
-            "since": since.as_ref().map(super::dto::timestamp),
+            "since": since.as_ref().map(crate::kernel::timestamp),
         },
     })))
 }

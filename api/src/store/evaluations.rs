@@ -1,9 +1,9 @@
-//! Stores gate evaluations off the request path: a probe-style caller gets its verdict without
-//! waiting for a database write, and rows are inserted in batches of what arrived within
-//! [`LINGER`].
+//! The evaluation store, owner of `OpsGateEvaluation`. Verdicts are written off the request
+//! path: a probe-style caller gets its verdict without waiting for a database write, and rows
+//! are inserted in batches of what arrived within [`LINGER`].
 //!
-//! Readers of evaluations call [`Recorder::flush`] first, so what was answered is always visible
-//! to whoever asks next; shutdown flushes too.
+//! Every read here flushes the writer first, so what was answered is always visible to whoever
+//! asks next; shutdown flushes too.
 //!
 //! One row the database refuses costs only itself: a refused batch is split in halves and each
 //! retried, down to the refused row, which is logged and dropped. A batch lost to the connection
@@ -15,8 +15,13 @@ use checks::write_health::WriteHealth;
 use entity::ops_gate_evaluation as evaluation;
 use sea_orm::sqlx::postgres::PgDatabaseError;
 use sea_orm::sqlx::sqlite::SqliteError;
-use sea_orm::{sqlx, DatabaseConnection, DbErr, EntityTrait, RuntimeErr};
+use sea_orm::{
+    sqlx, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, RuntimeErr,
+};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::kernel::{before_cond, paginate, Cursor, Page};
 
 /// Rows inserted per statement at most.
 const BATCH: usize = 64;
@@ -31,17 +36,19 @@ enum Message {
     Flush(oneshot::Sender<()>),
 }
 
+/// Cheap to clone: a pool handle and the writer's queue.
 #[derive(Clone)]
-pub struct Recorder {
+pub struct EvaluationStore {
+    db: DatabaseConnection,
     tx: mpsc::Sender<Message>,
 }
 
-impl Recorder {
+impl EvaluationStore {
     /// Starts the writer task; what its inserts meet goes to `writes`.
     pub fn spawn(db: DatabaseConnection, writes: WriteHealth) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(write_loop(db, writes, rx));
-        Self { tx }
+        tokio::spawn(write_loop(db.clone(), writes, rx));
+        Self { db, tx }
     }
 
     /// Queues a row.
@@ -57,6 +64,50 @@ impl Recorder {
         if self.tx.send(Message::Flush(done)).await.is_ok() {
             let _ = wait.await;
         }
+    }
+
+    /// Stored evaluations, newest first, optionally for one environment and release.
+    pub async fn list(
+        &self,
+        environment: Option<&str>,
+        release: Option<&str>,
+        limit: u64,
+        before: Option<&Cursor>,
+    ) -> Result<Page<evaluation::Model>, DbErr> {
+        use evaluation::Column as C;
+        self.flush().await;
+        let mut query = evaluation::Entity::find();
+        if let Some(env) = environment {
+            query = query.filter(C::Environment.eq(env));
+        }
+        if let Some(release) = release {
+            query = query.filter(C::Release.eq(release));
+        }
+        if let Some(c) = before {
+            query = query.filter(before_cond(C::CreatedAt, C::Id, c));
+        }
+        let rows = query
+            .order_by_desc(C::CreatedAt)
+            .order_by_desc(C::Id)
+            .limit(limit + 1)
+            .all(&self.db)
+            .await?;
+        Ok(paginate(rows, limit, |r| Cursor {
+            created_at: r.created_at,
+            id: r.id.clone(),
+        }))
+    }
+
+    /// A deploy's evaluations, oldest first.
+    pub async fn for_deploy(&self, deploy_id: &str) -> Result<Vec<evaluation::Model>, DbErr> {
+        use evaluation::Column as C;
+        self.flush().await;
+        evaluation::Entity::find()
+            .filter(C::DeployId.eq(deploy_id))
+            .order_by_asc(C::CreatedAt)
+            .order_by_asc(C::Id)
+            .all(&self.db)
+            .await
     }
 }
 

@@ -1,0 +1,392 @@
+//! The incident store, owner of `OpsIncident` and `OpsIncidentEvent`: opens (with fingerprint
+//! dedupe), extends, escalates and resolves incidents here; reads them in [`read`].
+//!
+//! It takes a `DatabaseConnection` and knows nothing of HTTP, so the doctor and the gate can open
+//! incidents through the same code the API uses.
+
+use std::sync::Arc;
+
+use chrono::NaiveDateTime;
+use entity::{
+    ops_incident as incident, ops_incident_event as event, Category, EventType, Severity,
+};
+use sea_orm::sea_query::{Expr, SimpleExpr};
+use sea_orm::{
+    ActiveEnum, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend,
+    DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
+};
+use serde_json::{json, Map, Value};
+use tokio::sync::Mutex;
+
+mod read;
+
+pub use read::{IncidentFilter, IncidentStats, OpenState, TimelineFilter};
+
+use checks::write_health::{AsDbErr, WriteHealth};
+
+use crate::kernel::{new_id, now, timestamp};
+
+/// Longest accepted `summary`, in characters.
+pub const MAX_SUMMARY_CHARS: usize = 1_000;
+/// Longest accepted event `message` or `resolutionNotes`, in characters.
+pub const MAX_MESSAGE_CHARS: usize = 10_000;
+/// Longest accepted `fingerprint`, in characters.
+pub const MAX_FINGERPRINT_CHARS: usize = 200;
+
+/// Namespace for this service's PostgreSQL advisory locks, so they never collide with an app's.
+const ADVISORY_LOCK_CLASS: i32 = 0x6f70_7364; // "opsd"
+
+/// Why a store operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("incident `{0}` does not exist")]
+    NotFound(String),
+    #[error("incident `{id}` was already resolved at {resolved_at}")]
+    AlreadyResolved { id: String, resolved_at: String },
+    #[error("incident `{0}` is resolved; report a new incident instead of extending it")]
+    Resolved(String),
+    #[error("deploy `{id}` already finished as {status}")]
+    DeployFinished { id: String, status: String },
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+impl AsDbErr for StoreError {
+    fn as_db_err(&self) -> Option<&DbErr> {
+        match self {
+            Self::Db(err) => Some(err),
+            _ => None,
+        }
+    }
+}
+
+/// A new incident as reported.
+#[derive(Debug, Clone)]
+pub struct NewIncident {
+    pub severity: Severity,
+    pub category: Category,
+    pub summary: String,
+    pub details: Map<String, Value>,
+    /// Reports with the same fingerprint extend one open incident instead of opening another.
+    pub fingerprint: Option<String>,
+    /// Extra metadata for the `DETECTED` event (links to related records, say).
+    pub event_metadata: Map<String, Value>,
+}
+
+/// A timeline event to append.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_type: EventType,
+    pub message: String,
+    pub metadata: Map<String, Value>,
+}
+
+/// What reporting an incident did.
+#[derive(Debug, Clone)]
+pub struct Opened {
+    pub incident: incident::Model,
+    pub event: event::Model,
+    /// True when an open incident with the same fingerprint was extended instead.
+    pub deduplicated: bool,
+}
+
+/// The incident store. Cheap to clone: a pool handle and a lock.
+#[derive(Clone)]
+pub struct IncidentStore {
+    db: DatabaseConnection,
+    /// What this process's writes met; the `database` check reads it.
+    writes: WriteHealth,
+    /// SQLite allows one writer at a time; serialising this process's writes here keeps them from
+    /// spinning on the file lock. Other processes are held off by SQLite's own lock.
+    sqlite_writes: Arc<Mutex<()>>,
+}
+
+fn fingerprint_expr() -> SimpleExpr {
+    // `->>` extracts a text value on PostgreSQL's JSONB and on SQLite (3.38+) alike.
+    Expr::cust(r#""OpsIncident"."detailsJson" ->> 'fingerprint'"#)
+}
+
+impl IncidentStore {
+    pub fn new(db: DatabaseConnection, writes: WriteHealth) -> Self {
+        Self {
+            db,
+            writes,
+            sqlite_writes: Arc::new(Mutex::new(())),
+        }
+    }
+
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// The record of refused writes this store (and every store sharing its connection) feeds.
+    pub fn write_health(&self) -> &WriteHealth {
+        &self.writes
+    }
+
+    /// Passes a write's outcome through [`WriteHealth::observe`].
+    fn observed<T>(&self, outcome: Result<T, StoreError>) -> Result<T, StoreError> {
+        self.writes.observe(&outcome);
+        outcome
+    }
+
+    fn backend(&self) -> DbBackend {
+        self.db.get_database_backend()
+    }
+
+    /// Serialises this process's SQLite writes (see `sqlite_writes`); a no-op on PostgreSQL.
+    pub(crate) async fn write_guard(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match self.backend() {
+            DbBackend::Sqlite => Some(self.sqlite_writes.lock().await),
+            _ => None,
+        }
+    }
+
+    /// Reports an incident. With a fingerprint, an open incident with the same fingerprint is
+    /// extended with a `DETECTED` event instead; concurrent reports, from any number of processes,
+    /// end with exactly one open incident per fingerprint.
+    #[tracing::instrument(skip_all, fields(category = ?new.category, severity = ?new.severity))]
+    pub async fn open(&self, new: NewIncident) -> Result<Opened, StoreError> {
+        let outcome = async {
+            let _guard = self.write_guard().await;
+            let txn = self.db.begin().await?;
+            let opened = self.open_in(&txn, new).await?;
+            txn.commit().await?;
+            Ok(opened)
+        }
+        .await;
+        self.observed(outcome)
+    }
+
+    /// [`Self::open`] inside the caller's transaction (which holds [`Self::write_guard`]), for a
+    /// write that must commit together with the incident.
+    pub(crate) async fn open_in<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        new: NewIncident,
+    ) -> Result<Opened, StoreError> {
+        match self.backend() {
+            DbBackend::Postgres => {
+                if let Some(fp) = &new.fingerprint {
+                    // Held until commit: every process reporting this fingerprint queues here.
+                    conn.execute(Statement::from_sql_and_values(
+                        DbBackend::Postgres,
+                        "SELECT pg_advisory_xact_lock($1, hashtext($2))",
+                        [ADVISORY_LOCK_CLASS.into(), fp.clone().into()],
+                    ))
+                    .await?;
+                }
+            }
+            DbBackend::Sqlite => {
+                // Take SQLite's write lock first (like BEGIN IMMEDIATE), so that the read below
+                // cannot go stale before our write: other processes wait on busy_timeout.
+                conn.execute_unprepared(r#"UPDATE "OpsIncident" SET "id" = "id" WHERE 1 = 0"#)
+                    .await?;
+            }
+            DbBackend::MySql => {}
+        }
+
+        let existing = match &new.fingerprint {
+            Some(fp) => {
+                let mut query = incident::Entity::find()
+                    .filter(incident::Column::ResolvedAt.is_null())
+                    .filter(Expr::expr(fingerprint_expr()).eq(fp.as_str()))
+                    .order_by_asc(incident::Column::CreatedAt);
+                if self.backend() == DbBackend::Postgres {
+                    // A concurrent resolve either waits for our commit, or commits first and
+                    // the row no longer matches: never an event on a resolved incident.
+                    query = query.lock_exclusive();
+                }
+                query.one(conn).await?
+            }
+            None => None,
+        };
+
+        let at = now();
+        let mut details = new.details;
+        if let Some(fp) = &new.fingerprint {
+            details.insert("fingerprint".to_owned(), Value::String(fp.clone()));
+        }
+
+        let (incident, deduplicated) = match existing {
+            Some(found) => (found, true),
+            None => {
+                let model = incident::ActiveModel {
+                    id: Set(new_id()),
+                    created_at: Set(at),
+                    severity: Set(new.severity),
+                    category: Set(new.category),
+                    summary: Set(new.summary.clone()),
+                    details_json: Set(Value::Object(details.clone())),
+                    resolved_at: Set(None),
+                    resolution_notes: Set(None),
+                };
+                (
+                    incident::Entity::insert(model)
+                        .exec_with_returning(conn)
+                        .await?,
+                    false,
+                )
+            }
+        };
+
+        let mut metadata = if deduplicated {
+            json!({ "severity": new.severity, "summary": new.summary, "details": Value::Object(details), "repeat": true })
+        } else {
+            json!({ "severity": new.severity })
+        };
+        if let Some(m) = metadata.as_object_mut() {
+            m.extend(new.event_metadata);
+        }
+        let event = insert_event(
+            conn,
+            &incident.id,
+            at,
+            EventType::Detected,
+            new.summary,
+            metadata.as_object().cloned().unwrap_or_default(),
+        )
+        .await?;
+        Ok(Opened {
+            incident,
+            event,
+            deduplicated,
+        })
+    }
+
+    /// Appends a timeline event to an open incident. `RESOLVED` goes through [`Self::resolve`].
+    #[tracing::instrument(skip_all, fields(incident_id = %id))]
+    pub async fn append_event(&self, id: &str, new: NewEvent) -> Result<event::Model, StoreError> {
+        let outcome = async {
+            let found = self
+                .get(id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+            if found.resolved_at.is_some() {
+                return Err(StoreError::Resolved(id.to_owned()));
+            }
+            let _guard = self.write_guard().await;
+            match insert_event(
+                &self.db,
+                id,
+                now(),
+                new.event_type,
+                new.message,
+                new.metadata,
+            )
+            .await
+            {
+                Err(err) if is_foreign_key_violation(&err) => {
+                    Err(StoreError::NotFound(id.to_owned()))
+                }
+                other => Ok(other?),
+            }
+        }
+        .await;
+        self.observed(outcome)
+    }
+
+    /// Resolves an open incident and appends `RESOLVED`; resolving twice is refused.
+    #[tracing::instrument(skip_all, fields(incident_id = %id))]
+    pub async fn resolve(
+        &self,
+        id: &str,
+        notes: Option<String>,
+        metadata: Map<String, Value>,
+    ) -> Result<(incident::Model, event::Model), StoreError> {
+        let outcome = async {
+            let _guard = self.write_guard().await;
+            let txn = self.db.begin().await?;
+            let at = now();
+            // The update is the first statement: it takes the row (PostgreSQL) or file (SQLite) lock,
+            // so of two concurrent resolves exactly one sees the incident open.
+            let updated = incident::Entity::update_many()
+                .col_expr(incident::Column::ResolvedAt, Expr::value(at))
+                .col_expr(
+                    incident::Column::ResolutionNotes,
+                    Expr::value(notes.clone()),
+                )
+                .filter(incident::Column::Id.eq(id))
+                .filter(incident::Column::ResolvedAt.is_null())
+                .exec(&txn)
+                .await?;
+            if updated.rows_affected == 0 {
+                let found = incident::Entity::find_by_id(id).one(&txn).await?;
+                txn.rollback().await?;
+                return Err(match found {
+                    Some(found) => StoreError::AlreadyResolved {
+                        id: id.to_owned(),
+                        resolved_at: found.resolved_at.map(|t| timestamp(&t)).unwrap_or_default(),
+                    },
+                    None => StoreError::NotFound(id.to_owned()),
+                });
+            }
+            let message = notes.unwrap_or_else(|| "resolved".to_owned());
+            let event = insert_event(&txn, id, at, EventType::Resolved, message, metadata).await?;
+            let incident = incident::Entity::find_by_id(id)
+                .one(&txn)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+            txn.commit().await?;
+            Ok((incident, event))
+        }
+        .await;
+        self.observed(outcome)
+    }
+
+    /// Raises an open incident to CRITICAL and appends `ESCALATED`.
+    #[tracing::instrument(skip_all, fields(incident_id = %id))]
+    pub async fn escalate(
+        &self,
+        id: &str,
+        message: String,
+        metadata: Map<String, Value>,
+    ) -> Result<event::Model, StoreError> {
+        let outcome = async {
+            let _guard = self.write_guard().await;
+            let txn = self.db.begin().await?;
+            let updated = incident::Entity::update_many()
+                .col_expr(incident::Column::Severity, Severity::Critical.as_enum())
+                .filter(incident::Column::Id.eq(id))
+                .filter(incident::Column::ResolvedAt.is_null())
+                .exec(&txn)
+                .await?;
+            if updated.rows_affected == 0 {
+                txn.rollback().await?;
+                return Err(StoreError::Resolved(id.to_owned()));
+            }
+            let event =
+                insert_event(&txn, id, now(), EventType::Escalated, message, metadata).await?;
+            txn.commit().await?;
+            Ok(event)
+        }
+        .await;
+        self.observed(outcome)
+    }
+}
+
+async fn insert_event<C: ConnectionTrait>(
+    db: &C,
+    incident_id: &str,
+    at: NaiveDateTime,
+    event_type: EventType,
+    message: String,
+    metadata: Map<String, Value>,
+) -> Result<event::Model, DbErr> {
+    let model = event::ActiveModel {
+        id: Set(new_id()),
+        incident_id: Set(incident_id.to_owned()),
+        created_at: Set(at),
+        event_type: Set(event_type),
+        message: Set(message),
+        metadata_json: Set(Value::Object(metadata)),
+    };
+    event::Entity::insert(model).exec_with_returning(db).await
+}
+
+fn is_foreign_key_violation(err: &DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_))
+    )
+}
