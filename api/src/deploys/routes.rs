@@ -1,6 +1,6 @@
 //! `/ops/deploys`: start and finish deploy records, list them, show one with its gate verdicts.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -13,6 +13,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::gate::routes::evaluation_json;
 use crate::params::{parse_cursor, parse_label, parse_limit, required_text, MAX_LIMIT};
+use crate::path::ApiPath;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -98,7 +99,7 @@ async fn start(
 
 async fn finish(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<FinishDeploy>,
 ) -> ApiResult<Json<Value>> {
     let reason = optional("reason", body.reason, 10_000)?;
@@ -144,7 +145,10 @@ async fn list(
     ))
 }
 
-async fn show(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+async fn show(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> ApiResult<Json<Value>> {
     let found = state
         .deploys
         .get(&id)

@@ -1,6 +1,6 @@
 //! `/ops/incidents` and `/ops/timeline`: the HTTP face of the incident store.
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -18,6 +18,7 @@ use super::store::{IncidentFilter, NewEvent, NewIncident, OpenState, StoreError,
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery, MaybeJson};
 use crate::params::{parse_cursor, parse_enum, parse_limit, parse_time, required_text, MAX_LIMIT};
+use crate::path::ApiPath;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -88,7 +89,7 @@ async fn create(
 
 async fn add_event(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<CreateEvent>,
 ) -> ApiResult<Response> {
     let id = incident_id(id)?;
@@ -115,7 +116,7 @@ async fn add_event(
 
 async fn resolve(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     MaybeJson(body): MaybeJson<ResolveIncident>,
 ) -> ApiResult<Json<Value>> {
     let id = incident_id(id)?;
@@ -143,7 +144,7 @@ struct ShowQuery {
 /// The incident with its timeline, oldest event first; long timelines page with `cursor`.
 async fn show(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<ShowQuery>,
 ) -> ApiResult<Json<Value>> {
     let id = incident_id(id)?;
