@@ -11,3 +11,4 @@ mod health;
 mod incidents;
 mod schema;
 mod secrets;
+mod sockets;
