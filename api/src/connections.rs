@@ -98,6 +98,7 @@ pub async fn serve(
         .header_read_timeout(limits.idle_timeout + limits.header_read_timeout);
     let builder = Arc::new(builder);
     let mut backoff = AcceptBackoff::default();
+    let storms = Arc::new(StormTrim::default());
     tokio::pin!(close);
     loop {
         let permit = tokio::select! {
@@ -127,6 +128,7 @@ pub async fn serve(
                 }
             },
         };
+        storms.opened(limits.max_connections - permits.available_permits());
         let _ = stream.set_nodelay(true);
         let activity = Arc::new(Activity::new());
         let service = RequestService {
@@ -142,6 +144,8 @@ pub async fn serve(
             .serve_connection(io, hyper::service::service_fn(move |req| service.call(req)))
             .into_owned();
         let conn = graceful.watch(conn);
+        let storms = storms.clone();
+        let permits = permits.clone();
         tokio::spawn(async move {
             tokio::select! {
                 result = conn => {
@@ -154,11 +158,55 @@ pub async fn serve(
                 }
             }
             drop(permit);
+            storms.closed(limits.max_connections - permits.available_permits());
         });
     }
     drop(listener);
     graceful.shutdown().await;
 }
+
+/// Hands memory back to the system after a connection storm has passed.
+///
+/// Each connection's buffers are freed when it closes, but glibc keeps freed memory in its
+/// per-thread arenas: after 2,000 connections RSS stayed 80 MiB above its baseline for good.
+/// `malloc_trim` returns those free pages; it runs once the open connections fall to a quarter of
+/// a peak of at least [`StormTrim::PEAK`], so ordinary traffic never pays for it.
+#[derive(Default)]
+struct StormTrim {
+    peak: AtomicUsize,
+}
+
+impl StormTrim {
+    const PEAK: usize = 256;
+
+    fn opened(&self, open: usize) {
+        self.peak.fetch_max(open, Ordering::Relaxed);
+    }
+
+    fn closed(&self, open: usize) {
+        let peak = self.peak.load(Ordering::Relaxed);
+        if peak >= Self::PEAK
+            && open <= peak / 4
+            && self
+                .peak
+                .compare_exchange(peak, open, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tokio::task::spawn_blocking(trim_heap);
+        }
+    }
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap() {
+    // SAFETY: malloc_trim only walks glibc's own heap structures under their locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}
 
 /// Errors that concern one connection only (the client went away before it was accepted).
 fn is_connection_error(err: &io::Error) -> bool {
