@@ -81,6 +81,17 @@ pub struct Config {
     /// `SHUTDOWN_DRAIN_MS`: how long in-flight requests may take to finish after the listener
     /// closes (default 10000); past it the process exits anyway.
     pub shutdown_drain: Duration,
+    /// `HEADER_READ_TIMEOUT_MS`: once a request's first byte has arrived, its whole head must
+    /// arrive within this long or the connection is closed, so half-sent heads cannot pile up
+    /// (default 10000).
+    pub header_read_timeout: Duration,
+    /// `IDLE_TIMEOUT_MS`: a connection with no request in flight and no bytes moving is closed
+    /// after this long (default 75000, above the 60 s idle timeout of common load balancers, so
+    /// they close first and never send onto a connection this side is closing).
+    pub idle_timeout: Duration,
+    /// `MAX_CONNECTIONS`: connections served at once (default 4096); more wait in the listen
+    /// backlog. Lowered at start-up, with a warning, to what the open-file limit allows.
+    pub max_connections: usize,
 }
 
 /// Settings of the check suite. Each integration is `None` until its key setting is present.
@@ -240,6 +251,17 @@ impl Config {
             },
             shutdown_ready_delay: parse_ms(&get, "SHUTDOWN_READY_DELAY_MS", 0)?,
             shutdown_drain: parse_ms(&get, "SHUTDOWN_DRAIN_MS", 10_000)?,
+            header_read_timeout: parse_timeout(&get, "HEADER_READ_TIMEOUT_MS", 10_000)?,
+            idle_timeout: parse_timeout(&get, "IDLE_TIMEOUT_MS", 75_000)?,
+            max_connections: match parse_num::<usize>(
+                &get,
+                "MAX_CONNECTIONS",
+                4096,
+                "a whole number",
+            )? {
+                0 => return Err(ConfigError::new("MAX_CONNECTIONS", "must be at least 1")),
+                n => n,
+            },
         })
     }
 
@@ -364,6 +386,9 @@ impl Config {
             "integrations": self.checks.masked(),
             "SHUTDOWN_READY_DELAY_MS": ms(self.shutdown_ready_delay),
             "SHUTDOWN_DRAIN_MS": ms(self.shutdown_drain),
+            "HEADER_READ_TIMEOUT_MS": ms(self.header_read_timeout),
+            "IDLE_TIMEOUT_MS": ms(self.idle_timeout),
+            "MAX_CONNECTIONS": self.max_connections,
         })
     }
 }

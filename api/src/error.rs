@@ -34,6 +34,15 @@ pub enum ApiError {
     /// 413: the body is larger than MAX_BODY_BYTES.
     #[error("request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// 408: the request ran longer than REQUEST_TIMEOUT_MS.
+    #[error("the request took longer than the limit of {limit_ms} ms")]
+    RequestTimeout { limit_ms: u64 },
+    /// 414: the request target is longer than the service accepts.
+    #[error("the request URI is longer than the limit of {limit} bytes")]
+    UriTooLong { limit: usize },
+    /// 431: the request's headers together are larger than the service accepts.
+    #[error("the request headers are larger than the limit of {limit} bytes")]
+    HeadersTooLarge { limit: usize },
     /// 415: the body is not JSON.
     #[error("expected `Content-Type: application/json`")]
     UnsupportedMediaType,
@@ -66,6 +75,9 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
+            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -80,6 +92,9 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::RequestTimeout { .. } => "request_timeout",
+            Self::UriTooLong { .. } => "uri_too_long",
+            Self::HeadersTooLarge { .. } => "headers_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::Database(_) => "database_unavailable",
         }

@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod connections;
 pub mod db;
 pub mod deploys;
 pub mod doctor;
@@ -12,6 +13,7 @@ pub mod gate;
 pub mod health;
 pub mod incidents;
 pub mod kernel;
+pub mod limits;
 pub mod params;
 pub mod path;
 pub mod remote;

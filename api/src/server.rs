@@ -12,14 +12,15 @@ use sea_orm::DatabaseConnection;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::timeout::TimeoutLayer;
+use tower_http::classify::ServerErrorsFailureClass;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
+use tracing::{Level, Span};
 
 use crate::config::Config;
+use crate::connections::{self, ConnectionLimits};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{auth, db, deploys, doctor, gate, health, incidents};
+use crate::{auth, db, deploys, doctor, gate, health, incidents, limits};
 
 /// Every route of the service, with its middleware. Tests drive this with `oneshot`.
 ///
@@ -39,12 +40,20 @@ pub fn router(state: AppState) -> Router {
             auth::require_admin,
         ))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            state.config.request_timeout,
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::refuse_declared_oversize,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::request_timeout,
         ))
         .layer(CatchPanicLayer::custom(|_| internal_error()))
-        .layer(TraceLayer::new_for_http().on_response(DefaultOnResponse::new().level(Level::INFO)));
+        .layer(
+            TraceLayer::new_for_http()
+                .on_response(DefaultOnResponse::new().level(Level::INFO))
+                .on_failure(log_fault),
+        );
     Router::new()
         .merge(health::liveness_router())
         .merge(probes)
@@ -61,6 +70,16 @@ async fn not_found() -> ApiError {
 async fn method_not_allowed() -> Response {
     let body = json!({ "error": { "code": "method_not_allowed", "message": "this endpoint does not accept that method", "field": null } });
     (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
+}
+
+/// Logs a request that failed through the service's own fault. A 503 is an answer, not a fault:
+/// a `fail` gate verdict is normal operation (the response is logged at INFO like any other), and
+/// a database outage logs its cause where it is turned into the 503.
+fn log_fault(class: ServerErrorsFailureClass, latency: Duration, span: &Span) {
+    if let ServerErrorsFailureClass::StatusCode(StatusCode::SERVICE_UNAVAILABLE) = class {
+        return;
+    }
+    tracing::error!(parent: span, classification = %class, latency_ms = latency.as_millis() as u64, "request failed");
 }
 
 fn internal_error() -> Response {
@@ -118,18 +137,20 @@ impl Application {
         tracing::info!(addr = %addr, url = %format!("http://{addr}"), "opsdoctor listening");
         let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
         let app = router(state.clone());
+        let limits = ConnectionLimits::from_config(&state.config).fit_to_fd_limit();
+        let lifecycle = state.lifecycle.clone();
         let mut server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = close_rx.await;
-                })
-                .await
+            connections::serve(listener, app, limits, lifecycle, async move {
+                let _ = close_rx.await;
+            })
+            .await;
         });
 
         tokio::select! {
             () = stop => {}
             result = &mut server => {
-                return result.map_err(std::io::Error::other)?;
+                result.map_err(std::io::Error::other)?;
+                return Err(std::io::Error::other("the server stopped by itself"));
             }
         }
         state.lifecycle.begin_shutdown();
@@ -141,7 +162,7 @@ impl Application {
         tokio::time::sleep(config.shutdown_ready_delay).await;
         let _ = close_tx.send(());
         match tokio::time::timeout(config.shutdown_drain, &mut server).await {
-            Ok(joined) => joined.map_err(std::io::Error::other)??,
+            Ok(joined) => joined.map_err(std::io::Error::other)?,
             Err(_) => {
                 tracing::warn!(
                     drain_ms = config.shutdown_drain.as_millis() as u64,

@@ -7,6 +7,7 @@ mod bare;
 mod load;
 mod procs;
 mod seed;
+mod storm;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -71,6 +72,8 @@ enum Phase {
     Scale,
     /// Start-up time on an existing database.
     Startup,
+    /// Resident memory after a storm of idle connections.
+    Storm,
 }
 
 #[derive(Subcommand)]
@@ -97,7 +100,7 @@ struct Report {
 }
 
 /// The output contract's figures, in the order the report lists them.
-const KEYS: [&str; 13] = [
+const KEYS: [&str; 14] = [
     "live_vs_bare",
     "ready_vs_live",
     "ready_db_queries_per_ttl",
@@ -110,6 +113,7 @@ const KEYS: [&str; 13] = [
     "timeline_p99_ms_postgres",
     "idle_rss_mib",
     "peak_rss_mib",
+    "rss_after_conn_storm_mib",
     "startup_ms",
 ];
 
@@ -313,6 +317,24 @@ async fn bench(args: Args) {
                 .unwrap_or_else(|| "no --postgres-url given".into()),
             "≤ 10 ms",
             |v| v <= 10.0,
+        );
+    }
+
+    if run(Phase::Storm) {
+        println!("connection storm…");
+        let server = procs::start(&binary, &[], &env(&main_db, &[]), dir.path());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let storm = storm::run(&server).await;
+        let margin = storm.idle_mib + 10.0;
+        report.row(
+            "rss_after_conn_storm_mib",
+            Some(round1(storm.after_mib)),
+            format!(
+                "idle {:.1} MiB, {:.1} MiB with 2,000 idle connections held; liveness answered in {} of 3 rounds",
+                storm.idle_mib, storm.held_mib, storm.live_ok
+            ),
+            "≤ idle + 10",
+            move |v| v <= margin && storm.live_ok == 3,
         );
     }
 

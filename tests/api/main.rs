@@ -13,3 +13,4 @@ mod incidents;
 mod nul;
 mod schema;
 mod secrets;
+mod sockets;
