@@ -4,7 +4,6 @@
 //! older than its TTL, so a storm of probes costs one database check per `READY_CACHE_TTL_MS`.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,14 +13,14 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use checks::{database, CheckResult, Registry, Status};
+use checks::{database, CheckResult, Status};
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use tokio::sync::Mutex;
 
 use crate::config::Config;
+use crate::freshness::Freshness;
 use crate::state::{AppState, Lifecycle};
-use crate::suite::{LatestResults, Observed};
+use crate::suite::Observed;
 
 /// Liveness: a constant answer, so it needs no middleware at all.
 pub fn liveness_router() -> Router<AppState> {
@@ -147,14 +146,10 @@ fn no_store(mut response: Response) -> Response {
 /// Readiness: the required checks (the database always among them), each served from a result
 /// younger than its TTL; stale ones are re-run together, once, however many probes arrive.
 pub struct Readiness {
-    registry: Registry,
-    latest: Arc<LatestResults>,
+    fresh: Arc<Freshness>,
     db_ttl: Duration,
     external_ttl: Duration,
     lifecycle: Lifecycle,
-    /// Held while stale checks re-run, so concurrent probes wait for that one run (single flight).
-    refresh: Mutex<()>,
-    checks_run: AtomicU64,
     last_db_failure: std::sync::Mutex<Option<(DateTime<Utc>, CheckResult)>>,
     /// The last answer and the results it was rendered from: a probe storm between two refreshes
     /// is served these bytes.
@@ -169,20 +164,12 @@ struct Rendered {
 }
 
 impl Readiness {
-    pub fn new(
-        registry: Registry,
-        latest: Arc<LatestResults>,
-        config: &Config,
-        lifecycle: Lifecycle,
-    ) -> Self {
+    pub fn new(fresh: Arc<Freshness>, config: &Config, lifecycle: Lifecycle) -> Self {
         Self {
-            registry,
-            latest,
+            fresh,
             db_ttl: config.ready_cache_ttl,
             external_ttl: config.ready_external_cache_ttl.max(config.ready_cache_ttl),
             lifecycle,
-            refresh: Mutex::new(()),
-            checks_run: AtomicU64::new(0),
             last_db_failure: std::sync::Mutex::new(None),
             rendered: std::sync::Mutex::new(None),
         }
@@ -190,7 +177,7 @@ impl Readiness {
 
     /// The checks readiness depends on: the database and every required check.
     pub fn required(&self) -> BTreeSet<String> {
-        let mut names = self.registry.policy().required.clone();
+        let mut names = self.fresh.registry().policy().required.clone();
         names.insert(database::NAME.to_owned());
         names
     }
@@ -203,41 +190,30 @@ impl Readiness {
         }
     }
 
-    fn stale(&self, names: &BTreeSet<String>) -> BTreeSet<String> {
-        names
-            .iter()
-            .filter(|n| self.latest.get(n).is_none_or(|o| o.age() >= self.ttl(n)))
-            .cloned()
-            .collect()
-    }
-
     /// Fresh-enough results for `names`, in registry order, re-running the stale ones.
     pub async fn results(&self, names: &BTreeSet<String>) -> Vec<Arc<Observed>> {
-        if !self.stale(names).is_empty() {
-            let _running = self.refresh.lock().await;
-            let stale = self.stale(names);
-            if !stale.is_empty() {
-                self.checks_run.fetch_add(1, Ordering::Relaxed);
-                let run = self.registry.run(Some(&stale)).await;
-                self.latest.record(&run.results);
-                for r in &run.results {
-                    if r.name == database::NAME && r.status != Status::Pass {
-                        if !self.lifecycle.is_shutting_down() {
-                            tracing::warn!(reason = ?r.reason, message = %r.message, "database not ready");
-                        }
-                        if let Ok(mut last) = self.last_db_failure.lock() {
-                            *last = Some((Utc::now(), r.clone()));
-                        }
-                    }
-                }
-            }
+        let results = self.fresh.results(names, |n| self.ttl(n)).await;
+        if let Some(db) = results.iter().find(|o| o.result.name == database::NAME) {
+            self.note_database(db);
         }
-        self.registry
-            .names()
-            .into_iter()
-            .filter(|n| names.contains(*n))
-            .filter_map(|n| self.latest.get(n))
-            .collect()
+        results
+    }
+
+    /// Logs a failing database result once, and keeps it for the doctor's bundle.
+    fn note_database(&self, db: &Observed) {
+        if db.result.status == Status::Pass {
+            return;
+        }
+        let Ok(mut last) = self.last_db_failure.lock() else {
+            return;
+        };
+        if last.as_ref().is_some_and(|(at, _)| *at == db.at) {
+            return;
+        }
+        if !self.lifecycle.is_shutting_down() {
+            tracing::warn!(reason = ?db.result.reason, message = %db.result.message, "database not ready");
+        }
+        *last = Some((db.at, db.result.clone()));
     }
 
     /// The database check, from a result no older than `READY_CACHE_TTL_MS`.
@@ -291,8 +267,9 @@ impl Readiness {
         (status, body)
     }
 
-    /// How many times readiness has run checks, for measuring probe-storm protection.
+    /// How many check runs readiness and the gate have made, for measuring probe-storm
+    /// protection.
     pub fn checks_run(&self) -> u64 {
-        self.checks_run.load(Ordering::Relaxed)
+        self.fresh.runs()
     }
 }

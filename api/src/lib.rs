@@ -9,6 +9,7 @@ pub mod deploys;
 pub mod doctor;
 pub mod error;
 pub mod extract;
+pub mod freshness;
 pub mod gate;
 pub mod health;
 pub mod incidents;

@@ -11,6 +11,7 @@ use sea_orm::DatabaseConnection;
 use crate::config::Config;
 use crate::doctor::Doctor;
 use crate::extract::BodyLimit;
+use crate::freshness::Freshness;
 use crate::gate::Gate;
 use crate::health::Readiness;
 use crate::store::{DeployStore, EvaluationStore, IncidentStore, RunStore};
@@ -45,12 +46,8 @@ impl AppState {
         let writes = WriteHealth::default();
         let registry = build_registry(&config, db.clone(), writes.clone());
         let latest = Arc::new(LatestResults::default());
-        let readiness = Arc::new(Readiness::new(
-            registry.clone(),
-            latest.clone(),
-            &config,
-            lifecycle.clone(),
-        ));
+        let fresh = Arc::new(Freshness::new(registry.clone(), latest.clone()));
+        let readiness = Arc::new(Readiness::new(fresh.clone(), &config, lifecycle.clone()));
         let incidents = IncidentStore::new(db.clone(), writes.clone());
         let runs = RunStore::new(db.clone(), writes.clone());
         let evaluations = EvaluationStore::spawn(db.clone(), writes);
@@ -63,13 +60,7 @@ impl AppState {
             config.doctor_min_interval,
             config.doctor_escalate_after,
         ));
-        let gate = Arc::new(Gate::new(
-            registry,
-            latest,
-            runs,
-            deploys.clone(),
-            evaluations.clone(),
-        ));
+        let gate = Arc::new(Gate::new(fresh, runs, deploys.clone(), evaluations.clone()));
         Self(Arc::new(Shared {
             incidents,
             config: Arc::new(config),

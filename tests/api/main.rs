@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod concurrency;
 mod doctor;
+mod freshness;
 mod full_disk;
 mod gate;
 mod health;

@@ -11,9 +11,9 @@ use sea_orm::{ActiveValue::Set, DbErr};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::freshness::Freshness;
 use crate::kernel::{new_id, now, timestamp};
 use crate::store::{DeployStore, EvaluationStore, RunStore};
-use crate::suite::LatestResults;
 
 /// The answer to "may this release go live?".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -91,8 +91,7 @@ pub struct GateVerdict {
 }
 
 pub struct Gate {
-    registry: Registry,
-    latest: Arc<LatestResults>,
+    fresh: Arc<Freshness>,
     runs: RunStore,
     deploys: DeployStore,
     evaluations: EvaluationStore,
@@ -100,15 +99,13 @@ pub struct Gate {
 
 impl Gate {
     pub fn new(
-        registry: Registry,
-        latest: Arc<LatestResults>,
+        fresh: Arc<Freshness>,
         runs: RunStore,
         deploys: DeployStore,
         evaluations: EvaluationStore,
     ) -> Self {
         Self {
-            registry,
-            latest,
+            fresh,
             runs,
             deploys,
             evaluations,
@@ -116,7 +113,7 @@ impl Gate {
     }
 
     pub fn registry(&self) -> &Registry {
-        &self.registry
+        self.fresh.registry()
     }
 
     /// Evaluates a verdict and queues it for the recorder (see [`Recorder`]). Only checks
@@ -127,12 +124,12 @@ impl Gate {
         let required = req
             .require
             .clone()
-            .unwrap_or_else(|| self.registry.policy().required.clone());
+            .unwrap_or_else(|| self.registry().policy().required.clone());
         let max_age_ms = u64::try_from(req.max_age.as_millis()).unwrap_or(u64::MAX);
         let mut found: Vec<(CheckResult, u64, &'static str)> = Vec::new();
         let mut missing: BTreeSet<String> = BTreeSet::new();
-        for name in self.registry.names() {
-            match self.latest.get(name) {
+        for name in self.registry().names() {
+            match self.fresh.latest().get(name) {
                 Some(o) if o.age() <= req.max_age => {
                     let age_ms = u64::try_from(o.age().as_millis()).unwrap_or(u64::MAX);
                     found.push((without_observed(&o.result), age_ms, "cached"))
@@ -162,11 +159,14 @@ impl Gate {
             }
         }
         if !missing.is_empty() {
-            let run = self.registry.run(Some(&missing)).await;
-            self.latest.record(&run.results);
-            found.extend(run.results.into_iter().map(|r| (r, 0, "fresh")));
+            // Shared with readiness and every concurrent gate call: one run per stale check.
+            let fresh = self.fresh.results(&missing, |_| req.max_age).await;
+            found.extend(fresh.iter().map(|o| {
+                let age_ms = u64::try_from(o.age().as_millis()).unwrap_or(u64::MAX);
+                (without_observed(&o.result), age_ms, "fresh")
+            }));
         }
-        let order = self.registry.names();
+        let order = self.registry().names();
         found.sort_by_key(|(r, _, _)| order.iter().position(|n| *n == r.name));
 
         let checks: Vec<GateCheck> = found
