@@ -43,6 +43,19 @@ pub enum ApiError {
     /// 431: the request's headers together are larger than the service accepts.
     #[error("the request headers are larger than the limit of {limit} bytes")]
     HeadersTooLarge { limit: usize },
+    /// 405: the route exists but not with this method.
+    #[error("this endpoint does not accept that method")]
+    MethodNotAllowed,
+    /// 429: too many requests of this kind; `Retry-After` says when to come back.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after: std::time::Duration,
+    },
+    /// 500: the service's own fault (a panic, a task that died); the cause is logged here, and
+    /// the client is told only to look at the log.
+    #[error("internal error; see the server log")]
+    Internal(String),
     /// 415: the body is not JSON.
     #[error("expected `Content-Type: application/json`")]
     UnsupportedMediaType,
@@ -79,6 +92,9 @@ impl ApiError {
             Self::UriTooLong { .. } => StatusCode::URI_TOO_LONG,
             Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -96,6 +112,9 @@ impl ApiError {
             Self::UriTooLong { .. } => "uri_too_long",
             Self::HeadersTooLarge { .. } => "headers_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Internal(_) => "internal",
             Self::Database(_) => "database_unavailable",
         }
     }
@@ -103,8 +122,14 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let Self::Database(err) = &self {
-            tracing::error!(error = %err, "database error while serving a request");
+        match &self {
+            Self::Database(err) => {
+                tracing::error!(error = %err, "database error while serving a request")
+            }
+            Self::Internal(cause) => {
+                tracing::error!(%cause, "internal error while serving a request")
+            }
+            _ => {}
         }
         let field = match &self {
             Self::BadRequest { field, .. } | Self::Invalid { field, .. } => field.clone(),
@@ -122,6 +147,12 @@ impl IntoResponse for ApiError {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            Self::RateLimited { retry_after, .. } => {
+                let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             }
             _ => {}
         }

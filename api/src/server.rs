@@ -9,7 +9,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use sea_orm::DatabaseConnection;
-use serde_json::json;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::classify::ServerErrorsFailureClass;
@@ -67,9 +66,8 @@ async fn not_found() -> ApiError {
     ApiError::NotFound("no such endpoint".to_owned())
 }
 
-async fn method_not_allowed() -> Response {
-    let body = json!({ "error": { "code": "method_not_allowed", "message": "this endpoint does not accept that method", "field": null } });
-    (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response()
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
 }
 
 /// Logs a request that failed through the service's own fault. A 503 is an answer, not a fault:
@@ -83,9 +81,7 @@ fn log_fault(class: ServerErrorsFailureClass, latency: Duration, span: &Span) {
 }
 
 fn internal_error() -> Response {
-    tracing::error!("a handler panicked");
-    let body = json!({ "error": { "code": "internal", "message": "internal error; see the server log", "field": null } });
-    (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response()
+    ApiError::Internal("a handler panicked".to_owned()).into_response()
 }
 
 /// A built service: database connected, migrations handled, listener bound.

@@ -38,23 +38,12 @@ async fn run(State(state): State<AppState>) -> Result<Response, ApiError> {
             Ok(Json(body).into_response())
         }
         Err(DoctorError::Failed(cause)) => {
-            tracing::error!(%cause, "doctor run failed");
-            let body = json!({ "error": { "code": "internal", "message": "the doctor run failed; see the server log", "field": null } });
-            Ok((StatusCode::INTERNAL_SERVER_ERROR, Json(body)).into_response())
+            Err(ApiError::Internal(format!("doctor run failed: {cause}")))
         }
-        Err(err @ DoctorError::RateLimited { retry_after, .. }) => {
-            let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
-            let body = json!({ "error": {
-                "code": "rate_limited",
-                "message": format!("{err}; GET /ops/doctor shows the latest results"),
-                "field": null,
-            }});
-            let mut response = (StatusCode::TOO_MANY_REQUESTS, Json(body)).into_response();
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-            Ok(response)
-        }
+        Err(err @ DoctorError::RateLimited { retry_after, .. }) => Err(ApiError::RateLimited {
+            message: format!("{err}; GET /ops/doctor shows the latest results"),
+            retry_after,
+        }),
     }
 }
 

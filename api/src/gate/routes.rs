@@ -147,7 +147,7 @@ async fn gate(
         record: method != Method::HEAD,
     };
     let allow_partial = parse_flag("allow_partial", q.allow_partial.as_deref())?;
-    let verdict = state.gate.evaluate(request).await?;
+    let verdict = state.gate.evaluate(request).await;
     Ok(respond(
         &verdict,
         allow_partial,
@@ -198,7 +198,7 @@ async fn flagger(
         record: true,
     };
     let allow_partial = parse_flag("metadata.allow_partial", text("allow_partial").as_deref())?;
-    let verdict = state.gate.evaluate(request).await?;
+    let verdict = state.gate.evaluate(request).await;
     Ok(respond(
         &verdict,
         allow_partial,
