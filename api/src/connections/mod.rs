@@ -7,11 +7,8 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::{header, HeaderValue, Request, Response};
 use axum::response::IntoResponse;
@@ -20,10 +17,15 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::Service;
+
+mod activity;
+mod heap;
+
+use activity::{Activity, InFlight, Tracked};
+use heap::StormTrim;
 
 use crate::config::Config;
 use crate::limits;
@@ -167,47 +169,6 @@ pub async fn serve(
 
 /// Hands memory back to the system after a connection storm has passed.
 ///
-/// Each connection's buffers are freed when it closes, but glibc keeps freed memory in its
-/// per-thread arenas: after 2,000 connections RSS stayed 80 MiB above its baseline for good.
-/// `malloc_trim` returns those free pages; it runs once the open connections fall to a quarter of
-/// a peak of at least [`StormTrim::PEAK`], so ordinary traffic never pays for it.
-#[derive(Default)]
-struct StormTrim {
-    peak: AtomicUsize,
-}
-
-impl StormTrim {
-    const PEAK: usize = 256;
-
-    fn opened(&self, open: usize) {
-        self.peak.fetch_max(open, Ordering::Relaxed);
-    }
-
-    fn closed(&self, open: usize) {
-        let peak = self.peak.load(Ordering::Relaxed);
-        if peak >= Self::PEAK
-            && open <= peak / 4
-            && self
-                .peak
-                .compare_exchange(peak, open, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            tokio::task::spawn_blocking(trim_heap);
-        }
-    }
-}
-
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn trim_heap() {
-    // SAFETY: malloc_trim only walks glibc's own heap structures under their locks.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn trim_heap() {}
-
 /// Errors that concern one connection only (the client went away before it was accepted).
 fn is_connection_error(err: &io::Error) -> bool {
     matches!(
@@ -271,164 +232,5 @@ impl RequestService {
             drop(in_flight);
             Ok(response)
         }
-    }
-}
-
-/// What a connection has been doing, for its idle and header-read deadlines. Times are
-/// milliseconds since the connection was accepted.
-struct Activity {
-    accepted: Instant,
-    last_io_ms: AtomicU64,
-    head_started_ms: AtomicU64,
-    in_flight: AtomicUsize,
-}
-
-const NOT_STARTED: u64 = u64::MAX;
-
-impl Activity {
-    fn new() -> Self {
-        Self {
-            accepted: Instant::now(),
-            last_io_ms: AtomicU64::new(0),
-            head_started_ms: AtomicU64::new(NOT_STARTED),
-            in_flight: AtomicUsize::new(0),
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.accepted.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
-    }
-
-    fn on_read(&self) {
-        let now = self.now_ms();
-        self.last_io_ms.store(now, Ordering::Relaxed);
-        if self.in_flight.load(Ordering::Relaxed) == 0 {
-            let _ = self.head_started_ms.compare_exchange(
-                NOT_STARTED,
-                now,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            );
-        }
-    }
-
-    fn on_write(&self) {
-        self.last_io_ms.store(self.now_ms(), Ordering::Relaxed);
-    }
-
-    /// Resolves when the connection has had no request in flight and either no bytes for the idle
-    /// timeout, or an unfinished request head for the header-read timeout.
-    async fn expired(&self, limits: ConnectionLimits) {
-        let header_read = ms(limits.header_read_timeout);
-        let idle = ms(limits.idle_timeout);
-        loop {
-            let now = self.now_ms();
-            let wake = if self.in_flight.load(Ordering::Relaxed) > 0 {
-                // A request is being served: its own timeout applies; look again later.
-                now + header_read.min(idle)
-            } else {
-                match self.head_started_ms.load(Ordering::Relaxed) {
-                    NOT_STARTED => {
-                        let idle_at = self.last_io_ms.load(Ordering::Relaxed) + idle;
-                        if now >= idle_at {
-                            return;
-                        }
-                        // A head may start meanwhile: look again within its timeout.
-                        idle_at.min(now + header_read)
-                    }
-                    started => {
-                        let header_at = started + header_read;
-                        if now >= header_at {
-                            return;
-                        }
-                        header_at
-                    }
-                }
-            };
-            tokio::time::sleep(Duration::from_millis(wake - now)).await;
-        }
-    }
-}
-
-fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX / 2)
-}
-
-/// Marks a request as in flight until dropped; the connection is idle again from then on.
-struct InFlight(Arc<Activity>);
-
-impl InFlight {
-    fn begin(activity: Arc<Activity>) -> Self {
-        activity.in_flight.fetch_add(1, Ordering::Relaxed);
-        activity
-            .head_started_ms
-            .store(NOT_STARTED, Ordering::Relaxed);
-        Self(activity)
-    }
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.on_write();
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// A TCP stream that records when bytes move.
-struct Tracked {
-    stream: TcpStream,
-    activity: Arc<Activity>,
-}
-
-impl AsyncRead for Tracked {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let result = Pin::new(&mut self.stream).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.on_read();
-        }
-        result
-    }
-}
-
-impl AsyncWrite for Tracked {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.stream).poll_write(cx, buf);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.on_write();
-        }
-        result
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.on_write();
-        }
-        result
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
