@@ -91,11 +91,10 @@ impl Remote {
 /// A transport error in a few words, without URLs' query strings.
 fn describe(err: &reqwest::Error) -> String {
     let reason = checks::http::transport_reason(err);
-    let word = serde_json::to_value(reason)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
-    format!("service unreachable ({})", word.replace('_', " "))
+    format!(
+        "service unreachable ({})",
+        reason.as_str().replace('_', " ")
+    )
 }
 
 /// The error message of an opsdoctor error body, or the status.

@@ -90,11 +90,7 @@ fn table(run: &SuiteRun, required: &BTreeSet<String>, colour: bool) -> String {
             r.name.clone()
         };
         let status = r.status.as_str().to_ascii_uppercase();
-        let reason = r
-            .reason
-            .and_then(|x| serde_json::to_value(x).ok())
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let reason = r.reason.map(|x| x.as_str()).unwrap_or_default();
         out.push_str(&format!(
             "{name:<11} {} {:>6}ms  {reason:<20} {}\n",
             paint(r.status, &format!("{status:<8}")),

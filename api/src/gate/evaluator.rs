@@ -37,6 +37,37 @@ impl Verdict {
     }
 }
 
+/// Who asked for a verdict; stored with it as `source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateSource {
+    /// `GET /ops/gate` (deploy scripts, CI, Argo Rollouts, `opsdoctor gate`).
+    Api,
+    /// Flagger's webhook, `POST /ops/gate`.
+    Flagger,
+}
+
+impl GateSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateSource::Api => "api",
+            GateSource::Flagger => "flagger",
+        }
+    }
+}
+
+/// Where a verdict took a check's result from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultSource {
+    /// This process's latest result, young enough.
+    Cached,
+    /// The latest run stored by any process sharing the database, young enough.
+    Stored,
+    /// Run (or joined while running) for this verdict.
+    Fresh,
+}
+
 /// What is asked.
 #[derive(Debug, Clone)]
 pub struct GateRequest {
@@ -46,8 +77,7 @@ pub struct GateRequest {
     pub require: Option<BTreeSet<String>>,
     /// Results younger than this are reused; older ones are run again.
     pub max_age: Duration,
-    /// `api`, `flagger` or `cli`.
-    pub source: &'static str,
+    pub source: GateSource,
     /// Extra facts to store with the evaluation (e.g. Flagger's payload).
     pub context: Option<Value>,
     /// Whether the verdict is stored; `false` for `HEAD`, which must have no side effect.
@@ -70,8 +100,7 @@ pub struct GateCheck {
     pub latency_ms: u64,
     /// How old the result was when the verdict was given.
     pub age_ms: u64,
-    /// `cached` (this process), `stored` (the latest stored run) or `fresh` (run for this gate).
-    pub source: &'static str,
+    pub source: ResultSource,
 }
 
 /// A recorded verdict.
@@ -119,20 +148,20 @@ impl Gate {
     /// Evaluates a verdict and queues it for the recorder (see [`Recorder`]). Only checks
     /// without a fresh-enough result are run, so a probe answered from stored results never
     /// waits on an external API.
-    #[tracing::instrument(skip_all, fields(environment = %req.environment, release = %req.release, source = req.source))]
+    #[tracing::instrument(skip_all, fields(environment = %req.environment, release = %req.release, source = req.source.as_str()))]
     pub async fn evaluate(&self, req: GateRequest) -> GateVerdict {
         let required = req
             .require
             .clone()
             .unwrap_or_else(|| self.registry().policy().required.clone());
         let max_age_ms = u64::try_from(req.max_age.as_millis()).unwrap_or(u64::MAX);
-        let mut found: Vec<(CheckResult, u64, &'static str)> = Vec::new();
+        let mut found: Vec<(CheckResult, u64, ResultSource)> = Vec::new();
         let mut missing: BTreeSet<String> = BTreeSet::new();
         for name in self.registry().names() {
             match self.fresh.latest().get(name) {
                 Some(o) if o.age() <= req.max_age => {
                     let age_ms = u64::try_from(o.age().as_millis()).unwrap_or(u64::MAX);
-                    found.push((without_observed(&o.result), age_ms, "cached"))
+                    found.push((without_observed(&o.result), age_ms, ResultSource::Cached))
                 }
                 _ => {
                     missing.insert(name.to_owned());
@@ -152,7 +181,7 @@ impl Gate {
                         serde_json::from_value(row.results_json).unwrap_or_default();
                     for r in stored {
                         if missing.remove(&r.name) {
-                            found.push((r, age_ms, "stored"));
+                            found.push((r, age_ms, ResultSource::Stored));
                         }
                     }
                 }
@@ -163,7 +192,7 @@ impl Gate {
             let fresh = self.fresh.results(&missing, |_| req.max_age).await;
             found.extend(fresh.iter().map(|o| {
                 let age_ms = u64::try_from(o.age().as_millis()).unwrap_or(u64::MAX);
-                (without_observed(&o.result), age_ms, "fresh")
+                (without_observed(&o.result), age_ms, ResultSource::Fresh)
             }));
         }
         let order = self.registry().names();
@@ -239,7 +268,7 @@ impl Gate {
             release: Set(verdict.release.clone()),
             verdict: Set(verdict.verdict.as_str().to_owned()),
             summary: Set(verdict.summary.clone()),
-            source: Set(req.source.to_owned()),
+            source: Set(req.source.as_str().to_owned()),
             checks_json: Set(stored),
             deploy_id: Set(verdict.deploy_id.clone()),
         };

@@ -5,4 +5,4 @@ pub mod cli;
 mod evaluator;
 pub mod routes;
 
-pub use evaluator::{Gate, GateRequest, GateVerdict, Verdict};
+pub use evaluator::{Gate, GateRequest, GateSource, GateVerdict, ResultSource, Verdict};

@@ -13,7 +13,7 @@ use checks::CHECK_NAMES;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::{GateRequest, GateVerdict, Verdict};
+use super::{GateRequest, GateSource, GateVerdict, Verdict};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::params::{parse_cursor, parse_flag, parse_label, parse_limit, MAX_LIMIT};
@@ -142,7 +142,7 @@ async fn gate(
         release: parse_label("release", q.release.as_deref(), 200)?,
         require: parse_require(q.require.as_deref())?,
         max_age: parse_max_age(q.max_age.as_deref())?,
-        source: "api",
+        source: GateSource::Api,
         context: None,
         record: method != Method::HEAD,
     };
@@ -190,7 +190,7 @@ async fn flagger(
         release: parse_label("metadata.release", Some(&release), 200)?,
         require: parse_require(text("require").as_deref())?,
         max_age: parse_max_age(text("max_age").as_deref())?,
-        source: "flagger",
+        source: GateSource::Flagger,
         context: Some(json!({ "flagger": {
             "name": payload.name, "namespace": payload.namespace, "phase": payload.phase, "checksum": payload.checksum,
             "metadata": metadata,
