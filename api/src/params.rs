@@ -28,7 +28,7 @@ pub fn required_text(field: &str, value: String, max_chars: usize) -> ApiResult<
     Ok(trimmed.to_owned())
 }
 
-pub fn parse_limit(raw: Option<&str>, max: u64) -> ApiResult<u64> {
+fn parse_limit(raw: Option<&str>, max: u64) -> ApiResult<u64> {
     match raw {
         None | Some("") => Ok(DEFAULT_LIMIT.min(max)),
         Some(v) => match v.parse::<u64>() {
@@ -41,7 +41,23 @@ pub fn parse_limit(raw: Option<&str>, max: u64) -> ApiResult<u64> {
     }
 }
 
-pub fn parse_cursor(raw: Option<&str>) -> ApiResult<Option<Cursor>> {
+/// `limit` and `cursor` of a listing, read and checked together.
+#[derive(Debug, Clone)]
+pub struct PageRequest {
+    pub limit: u64,
+    pub cursor: Option<Cursor>,
+}
+
+impl PageRequest {
+    pub fn parse(limit: Option<&str>, cursor: Option<&str>) -> ApiResult<Self> {
+        Ok(Self {
+            limit: parse_limit(limit, MAX_LIMIT)?,
+            cursor: parse_cursor(cursor)?,
+        })
+    }
+}
+
+fn parse_cursor(raw: Option<&str>) -> ApiResult<Option<Cursor>> {
     match raw {
         None | Some("") => Ok(None),
         Some(v) => Cursor::decode(v).map(Some).ok_or_else(|| {

@@ -11,7 +11,8 @@ use serde_json::{json, Map, Value};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::gate::routes::evaluation_json;
-use crate::params::{parse_cursor, parse_label, parse_limit, required_text, MAX_LIMIT};
+use crate::kernel::PageJson;
+use crate::params::{parse_label, required_text, PageRequest};
 use crate::path::ApiPath;
 use crate::state::AppState;
 use crate::store::deploys::{FinishStatus, NewDeploy};
@@ -126,21 +127,17 @@ struct ListQuery {
 async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Value>> {
-    let limit = parse_limit(q.limit.as_deref(), MAX_LIMIT)?;
-    let cursor = parse_cursor(q.cursor.as_deref())?;
-    let page = state
+) -> ApiResult<Json<PageJson<Value>>> {
+    let page = PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref())?;
+    let found = state
         .deploys
         .list(
             q.env.as_deref().filter(|e| !e.is_empty()),
-            limit,
-            cursor.as_ref(),
+            page.limit,
+            page.cursor.as_ref(),
         )
         .await?;
-    let items: Vec<Value> = page.items.into_iter().map(deploy_json).collect();
-    Ok(Json(
-        json!({ "items": items, "nextCursor": page.next.map(|c| c.encode()) }),
-    ))
+    Ok(Json(found.into_json(deploy_json)))
 }
 
 async fn show(

@@ -16,7 +16,8 @@ use serde_json::{json, Map, Value};
 use super::{GateRequest, GateSource, GateVerdict, Verdict};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::params::{parse_cursor, parse_flag, parse_label, parse_limit, MAX_LIMIT};
+use crate::kernel::PageJson;
+use crate::params::{parse_flag, parse_label, PageRequest};
 use crate::state::AppState;
 
 /// `max_age` when none is given, in seconds.
@@ -218,22 +219,18 @@ struct ListQuery {
 async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<Value>> {
-    let limit = parse_limit(q.limit.as_deref(), MAX_LIMIT)?;
-    let cursor = parse_cursor(q.cursor.as_deref())?;
-    let page = state
+) -> ApiResult<Json<PageJson<Value>>> {
+    let page = PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref())?;
+    let found = state
         .evaluations
         .list(
             q.env.as_deref().filter(|e| !e.is_empty()),
             q.release.as_deref().filter(|r| !r.is_empty()),
-            limit,
-            cursor.as_ref(),
+            page.limit,
+            page.cursor.as_ref(),
         )
         .await?;
-    let items: Vec<Value> = page.items.into_iter().map(evaluation_json).collect();
-    Ok(Json(
-        json!({ "items": items, "nextCursor": page.next.map(|c| c.encode()) }),
-    ))
+    Ok(Json(found.into_json(evaluation_json)))
 }
 
 /// A stored evaluation as JSON.

@@ -17,7 +17,7 @@ use super::dto::{
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery, MaybeJson};
 use crate::kernel::PageJson;
-use crate::params::{parse_cursor, parse_enum, parse_limit, parse_time, required_text, MAX_LIMIT};
+use crate::params::{parse_enum, parse_time, required_text, PageRequest};
 use crate::path::ApiPath;
 use crate::state::AppState;
 use crate::store::incidents::{
@@ -151,14 +151,16 @@ async fn show(
     ApiQuery(q): ApiQuery<ShowQuery>,
 ) -> ApiResult<Json<Value>> {
     let id = incident_id(id)?;
-    let limit = parse_limit(q.limit.as_deref(), MAX_LIMIT)?;
-    let cursor = parse_cursor(q.cursor.as_deref())?;
+    let page = PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref())?;
     let incident = state
         .incidents
         .get(&id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("incident `{id}` does not exist")))?;
-    let page = state.incidents.events(&id, limit, cursor.as_ref()).await?;
+    let page = state
+        .incidents
+        .events(&id, page.limit, page.cursor.as_ref())
+        .await?;
     let mut body = serde_json::to_value(IncidentJson::from(incident)).unwrap_or_default();
     body["events"] = json!(page
         .items
@@ -204,16 +206,12 @@ async fn list(
         until: parse_time("until", q.until.as_deref())?,
         fingerprint: q.fingerprint.filter(|f| !f.is_empty()),
     };
-    let limit = parse_limit(q.limit.as_deref(), MAX_LIMIT)?;
-    let cursor = parse_cursor(q.cursor.as_deref())?;
-    let page = state
+    let page = PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref())?;
+    let found = state
         .incidents
-        .list(&filter, limit, cursor.as_ref())
+        .list(&filter, page.limit, page.cursor.as_ref())
         .await?;
-    Ok(Json(PageJson {
-        items: page.items.into_iter().map(IncidentJson::from).collect(),
-        next_cursor: page.next.map(|c| c.encode()),
-    }))
+    Ok(Json(found.into_json(IncidentJson::from)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -236,11 +234,10 @@ async fn timeline(
         until: parse_time("until", q.until.as_deref())?,
         event_type: parse_enum::<EventType>("eventType", q.event_type.as_deref())?,
     };
-    let limit = parse_limit(q.limit.as_deref(), MAX_LIMIT)?;
-    let cursor = parse_cursor(q.cursor.as_deref())?;
+    let page = PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref())?;
     let (page, incidents) = state
         .incidents
-        .timeline(&filter, limit, cursor.as_ref())
+        .timeline(&filter, page.limit, page.cursor.as_ref())
         .await?;
     let items: Vec<Value> = page
         .items

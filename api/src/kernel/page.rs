@@ -4,7 +4,10 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, NaiveDateTime};
-use sea_orm::{ColumnTrait, Condition};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, Select,
+};
 use serde::{Deserialize, Serialize};
 
 /// One page of a keyset-paginated listing.
@@ -39,6 +42,29 @@ pub fn paginate<T>(mut rows: Vec<T>, limit: u64, key: impl Fn(&T) -> Cursor) -> 
     rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     let next = if more { rows.last().map(key) } else { None };
     Page { items: rows, next }
+}
+
+/// One page of `query`, newest first by `(createdAt, id)`, starting after `before`: the keyset
+/// listing every store's `list` is.
+pub async fn newest_first<E: EntityTrait>(
+    db: &impl ConnectionTrait,
+    query: Select<E>,
+    (created, id): (E::Column, E::Column),
+    limit: u64,
+    before: Option<&Cursor>,
+    key: impl Fn(&E::Model) -> Cursor,
+) -> Result<Page<E::Model>, DbErr> {
+    let query = match before {
+        Some(c) => query.filter(before_cond(created, id, c)),
+        None => query,
+    };
+    let rows = query
+        .order_by_desc(created)
+        .order_by_desc(id)
+        .limit(limit + 1)
+        .all(db)
+        .await?;
+    Ok(paginate(rows, limit, key))
 }
 
 /// Rows strictly after the cursor in ascending `(createdAt, id)` order. The redundant

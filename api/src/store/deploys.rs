@@ -9,14 +9,14 @@ use std::time::{Duration, Instant};
 use entity::{ops_deploy as deploy, Category, Severity};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait,
+    QueryOrder, TransactionTrait,
 };
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::evaluations::EvaluationStore;
 use super::incidents::{IncidentStore, NewIncident, StoreError, MAX_SUMMARY_CHARS};
-use crate::kernel::{before_cond, new_id, now, paginate, timestamp, Cursor, Page};
+use crate::kernel::{new_id, newest_first, now, timestamp, Cursor, Page};
 
 /// A deploy's `status` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -218,19 +218,13 @@ impl DeployStore {
         if let Some(env) = environment {
             query = query.filter(C::Environment.eq(env));
         }
-        if let Some(c) = before {
-            query = query.filter(before_cond(C::CreatedAt, C::Id, c));
-        }
-        let rows = query
-            .order_by_desc(C::CreatedAt)
-            .order_by_desc(C::Id)
-            .limit(limit + 1)
-            .all(&self.db)
-            .await?;
-        Ok(paginate(rows, limit, |r| Cursor {
-            created_at: r.created_at,
-            id: r.id.clone(),
-        }))
+        newest_first(&self.db, query, (C::CreatedAt, C::Id), limit, before, |r| {
+            Cursor {
+                created_at: r.created_at,
+                id: r.id.clone(),
+            }
+        })
+        .await
     }
 
     /// The running deploy of this release (by version or git sha) in this environment, if any;

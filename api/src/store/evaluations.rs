@@ -16,12 +16,11 @@ use entity::ops_gate_evaluation as evaluation;
 use sea_orm::sqlx::postgres::PgDatabaseError;
 use sea_orm::sqlx::sqlite::SqliteError;
 use sea_orm::{
-    sqlx, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, RuntimeErr,
+    sqlx, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, RuntimeErr,
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::kernel::{before_cond, paginate, Cursor, Page};
+use crate::kernel::{newest_first, Cursor, Page};
 
 /// Rows inserted per statement at most.
 const BATCH: usize = 64;
@@ -83,19 +82,13 @@ impl EvaluationStore {
         if let Some(release) = release {
             query = query.filter(C::Release.eq(release));
         }
-        if let Some(c) = before {
-            query = query.filter(before_cond(C::CreatedAt, C::Id, c));
-        }
-        let rows = query
-            .order_by_desc(C::CreatedAt)
-            .order_by_desc(C::Id)
-            .limit(limit + 1)
-            .all(&self.db)
-            .await?;
-        Ok(paginate(rows, limit, |r| Cursor {
-            created_at: r.created_at,
-            id: r.id.clone(),
-        }))
+        newest_first(&self.db, query, (C::CreatedAt, C::Id), limit, before, |r| {
+            Cursor {
+                created_at: r.created_at,
+                id: r.id.clone(),
+            }
+        })
+        .await
     }
 
     /// A deploy's evaluations, oldest first.

@@ -14,7 +14,7 @@ use sea_orm::{
 };
 
 use super::{fingerprint_expr, IncidentStore, StoreError};
-use crate::kernel::{after_cond, before_cond, paginate, Cursor, Page};
+use crate::kernel::{after_cond, newest_first, paginate, Cursor, Page};
 
 /// Whether to list open or resolved incidents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,20 +160,16 @@ impl IncidentStore {
         if let Some(fp) = &filter.fingerprint {
             cond = cond.add(Expr::expr(fingerprint_expr()).eq(fp.as_str()));
         }
-        if let Some(c) = before {
-            cond = cond.add(before_cond(C::CreatedAt, C::Id, c));
-        }
-        let rows = incident::Entity::find()
-            .filter(cond)
-            .order_by_desc(C::CreatedAt)
-            .order_by_desc(C::Id)
-            .limit(limit + 1)
-            .all(&self.db)
-            .await?;
-        Ok(paginate(rows, limit, |i| Cursor {
-            created_at: i.created_at,
-            id: i.id.clone(),
-        }))
+        let query = incident::Entity::find().filter(cond);
+        Ok(
+            newest_first(&self.db, query, (C::CreatedAt, C::Id), limit, before, |i| {
+                Cursor {
+                    created_at: i.created_at,
+                    id: i.id.clone(),
+                }
+            })
+            .await?,
+        )
     }
 
     /// Events across all incidents, oldest first, with the incidents they belong to.
