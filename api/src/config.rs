@@ -3,6 +3,7 @@
 //! Every setting has one name, documented on its field. A bad value stops start-up with one line
 //! naming the variable; a secret's value is never repeated in an error.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::IpAddr;
@@ -14,7 +15,7 @@ use checks::mask::{mask_secret, mask_url};
 use checks::openai::OpenAiSettings;
 use checks::stripe::StripeSettings;
 use checks::tunnel::{TunnelApi, TunnelSettings};
-use checks::CHECK_NAMES;
+use checks::CheckName;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 
@@ -101,7 +102,7 @@ pub struct ChecksConfig {
     pub default_timeout: Duration,
     /// `CHECK_TIMEOUT_MS_<NAME>` (e.g. `CHECK_TIMEOUT_MS_STRIPE`): per-check overrides; the
     /// database check defaults to 2000.
-    pub timeouts: BTreeMap<String, Duration>,
+    pub timeouts: BTreeMap<CheckName, Duration>,
     /// `REQUIRED_CHECKS`: comma-separated check names whose failure fails readiness and the gate
     /// (default `database`).
     pub required: BTreeSet<String>,
@@ -128,14 +129,15 @@ pub struct ConfiguredSecret {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration: {var}: {problem}")]
 pub struct ConfigError {
-    pub var: &'static str,
+    /// The variable, named exactly as it is set (`PORT`, `CHECK_TIMEOUT_MS_STRIPE`).
+    pub var: Cow<'static, str>,
     pub problem: String,
 }
 
 impl ConfigError {
-    fn new(var: &'static str, problem: impl Into<String>) -> Self {
+    fn new(var: impl Into<Cow<'static, str>>, problem: impl Into<String>) -> Self {
         Self {
-            var,
+            var: var.into(),
             problem: problem.into(),
         }
     }
@@ -381,7 +383,7 @@ impl Config {
             "DOCTOR_ESCALATE_AFTER_RUNS": self.doctor_escalate_after,
             "GATE_RETRY_AFTER_S": self.gate_retry_after.as_secs(),
             "CHECK_TIMEOUT_MS": ms(self.checks.default_timeout),
-            "CHECK_TIMEOUT_MS_<NAME>": self.checks.timeouts.iter().map(|(k, v)| (k.to_ascii_uppercase(), json!(ms(*v)))).collect::<serde_json::Map<_, _>>(),
+            "CHECK_TIMEOUT_MS_<NAME>": self.checks.timeouts.iter().map(|(k, v)| (k.as_str().to_ascii_uppercase(), json!(ms(*v)))).collect::<serde_json::Map<_, _>>(),
             "REQUIRED_CHECKS": self.checks.required.iter().cloned().collect::<Vec<_>>().join(","),
             "integrations": self.checks.masked(),
             "SHUTDOWN_READY_DELAY_MS": ms(self.shutdown_ready_delay),
@@ -446,17 +448,11 @@ pub const OPENAI_KEY_PREFIXES: &[&str] = &["sk-proj-", "sk-svcacct-", "sk-admin-
 fn checks_config(get: &impl Fn(&str) -> Option<String>) -> Result<ChecksConfig, ConfigError> {
     let default_timeout = parse_timeout(get, "CHECK_TIMEOUT_MS", 5_000)?;
     let mut timeouts = BTreeMap::new();
-    timeouts.insert("database".to_owned(), Duration::from_millis(2_000));
-    for name in CHECK_NAMES {
-        let var: &'static str = match name {
-            "database" => "CHECK_TIMEOUT_MS_DATABASE",
-            "tunnel" => "CHECK_TIMEOUT_MS_TUNNEL",
-            "openai" => "CHECK_TIMEOUT_MS_OPENAI",
-            "stripe" => "CHECK_TIMEOUT_MS_STRIPE",
-            _ => "CHECK_TIMEOUT_MS_CLOUDFLARE",
-        };
-        if get(var).is_some() {
-            timeouts.insert(name.to_owned(), parse_timeout(get, var, 1)?);
+    timeouts.insert(CheckName::Database, Duration::from_millis(2_000));
+    for name in CheckName::ALL {
+        let var = format!("CHECK_TIMEOUT_MS_{}", name.as_str().to_ascii_uppercase());
+        if get(&var).is_some() {
+            timeouts.insert(name, parse_timeout(get, var, 1)?);
         }
     }
     let required: BTreeSet<String> = get("REQUIRED_CHECKS")
@@ -465,14 +461,8 @@ fn checks_config(get: &impl Fn(&str) -> Option<String>) -> Result<ChecksConfig, 
         .map(|s| s.trim().to_ascii_lowercase())
         .filter(|s| !s.is_empty())
         .collect();
-    if let Some(unknown) = required.iter().find(|r| !CHECK_NAMES.contains(&r.as_str())) {
-        return Err(ConfigError::new(
-            "REQUIRED_CHECKS",
-            format!(
-                "unknown check `{unknown}`; known checks are {}",
-                CHECK_NAMES.join(", ")
-            ),
-        ));
+    if let Some(unknown) = required.iter().find_map(|r| r.parse::<CheckName>().err()) {
+        return Err(ConfigError::new("REQUIRED_CHECKS", unknown.to_string()));
     }
 
     let openai = match get("OPENAI_API_KEY") {
@@ -607,11 +597,12 @@ fn validate_database_url(url: &str) -> Result<(), ConfigError> {
 
 fn parse_num<T: std::str::FromStr>(
     get: &impl Fn(&str) -> Option<String>,
-    var: &'static str,
+    var: impl Into<Cow<'static, str>>,
     default: T,
     what: &str,
 ) -> Result<T, ConfigError> {
-    match get(var) {
+    let var = var.into();
+    match get(&var) {
         None => Ok(default),
         Some(v) => v
             .parse()
@@ -622,10 +613,11 @@ fn parse_num<T: std::str::FromStr>(
 /// A timeout: like [`parse_ms`], but zero is refused (it would fail everything at once).
 fn parse_timeout(
     get: &impl Fn(&str) -> Option<String>,
-    var: &'static str,
+    var: impl Into<Cow<'static, str>>,
     default_ms: u64,
 ) -> Result<Duration, ConfigError> {
-    let d = parse_ms(get, var, default_ms)?;
+    let var = var.into();
+    let d = parse_ms(get, var.clone(), default_ms)?;
     if d.is_zero() {
         return Err(ConfigError::new(var, "must be greater than 0"));
     }
@@ -634,7 +626,7 @@ fn parse_timeout(
 
 fn parse_ms(
     get: &impl Fn(&str) -> Option<String>,
-    var: &'static str,
+    var: impl Into<Cow<'static, str>>,
     default_ms: u64,
 ) -> Result<Duration, ConfigError> {
     parse_num::<u64>(get, var, default_ms, "a whole number of milliseconds")
@@ -747,7 +739,10 @@ mod tests {
                 .collect::<Vec<_>>(),
             ["database", "stripe"]
         );
-        assert_eq!(c.checks.timeouts["stripe"], Duration::from_millis(750));
+        assert_eq!(
+            c.checks.timeouts[&CheckName::Stripe],
+            Duration::from_millis(750)
+        );
         assert!(c.checks.openai.is_none() && c.checks.stripe.is_none());
     }
 
