@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use migration::{Migrator, MigratorTrait};
 
+use crate::config::settings::{self, Setting};
 use crate::config::Config;
 use crate::server::{shutdown_signal, Application};
 use crate::{db, telemetry};
@@ -17,21 +18,13 @@ use crate::{db, telemetry};
 /// opsdoctor serves: `cargo run --release` starts it on 127.0.0.1:8080 with a SQLite database
 /// under data/.
 #[derive(Debug, Parser)]
-#[command(name = "opsdoctor", version, about, long_about = None, after_help = AFTER_HELP)]
+#[command(name = "opsdoctor", version, about, long_about = None, after_help = settings::help())]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     #[command(flatten)]
     serve: ServeArgs,
 }
-
-const AFTER_HELP: &str = "\
-Common settings (environment):
-  DATABASE_URL   sqlite://data/opsdoctor.db?mode=rwc (default) or postgres://user:pass@host:5432/db
-  HOST, PORT     where to listen (default 127.0.0.1:8080; PORT=0 picks a free port)
-  ADMIN_TOKEN    bearer token for the /ops/* endpoints (they refuse every call without it)
-  LOG_FORMAT     text (default) or json
-See the README for every setting.";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -127,6 +120,23 @@ struct ServeArgs {
     no_migrate: bool,
 }
 
+impl ServeArgs {
+    /// The flags as the settings they override, fed to the lookup before the config is built.
+    fn overrides(&self) -> Vec<(&'static Setting, String)> {
+        let mut overrides = Vec::new();
+        if let Some(host) = self.host {
+            overrides.push((&settings::HOST, host.to_string()));
+        }
+        if let Some(port) = self.port {
+            overrides.push((&settings::PORT, port.to_string()));
+        }
+        if self.no_migrate {
+            overrides.push((&settings::AUTO_MIGRATE, "false".to_owned()));
+        }
+        overrides
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum MigrateAction {
     /// Apply all pending migrations.
@@ -149,6 +159,9 @@ enum MigrateAction {
 
 /// Parses the command line, runs the command, and says how the process should exit.
 pub async fn run() -> ExitCode {
+    // The one place `.env` is loaded: before parsing, so every command and every `env =` default
+    // of an argument sees it. Variables already set win over the file.
+    let _ = dotenvy::dotenv();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {
@@ -167,7 +180,6 @@ pub async fn run() -> ExitCode {
     // Client commands talk to a running service; its server configuration does not apply.
     match cli.command {
         Some(Command::Gate(g)) => {
-            let _ = dotenvy::dotenv();
             return crate::gate::cli::run(crate::gate::cli::GateArgs {
                 url: g.url,
                 env: g.env,
@@ -188,12 +200,18 @@ pub async fn run() -> ExitCode {
             format,
             action,
         }) => {
-            let _ = dotenvy::dotenv();
             return crate::deploys::cli::run(&url, format, action).await;
         }
         _ => {}
     }
-    let mut config = match Config::from_env() {
+    // Flags of `serve` (also accepted with no command) override their settings; other commands
+    // read the settings alone.
+    let overrides = match &cli.command {
+        Some(Command::Serve(args)) => args.overrides(),
+        None => cli.serve.overrides(),
+        Some(_) => Vec::new(),
+    };
+    let config = match Config::from_env(&overrides) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("opsdoctor: {err}");
@@ -207,9 +225,8 @@ pub async fn run() -> ExitCode {
             let _guard = telemetry::init(config.log_format, &config.secrets());
             migrate(&config, action).await
         }
-        Some(Command::Serve(args)) => serve(&mut config, &args).await,
+        Some(Command::Serve(_)) | None => serve(&config).await,
         Some(Command::Gate(_) | Command::Deploys { .. }) => ExitCode::SUCCESS,
-        None => serve(&mut config, &cli.serve).await,
     }
 }
 
@@ -232,17 +249,10 @@ fn print_config(config: &Config, json: bool) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn serve(config: &mut Config, args: &ServeArgs) -> ExitCode {
-    if let Some(host) = args.host {
-        config.host = host;
-    }
-    if let Some(port) = args.port {
-        config.port = port;
-    }
+async fn serve(config: &Config) -> ExitCode {
     let _guard = telemetry::init(config.log_format, &config.secrets());
     tracing::info!(version = env!("CARGO_PKG_VERSION"), database = %config.database_location(), "opsdoctor starting");
-    let migrate = config.auto_migrate && !args.no_migrate;
-    let app = match Application::build(config.clone(), migrate).await {
+    let app = match Application::build(config.clone(), config.auto_migrate).await {
         Ok(app) => app,
         Err(err) => {
             tracing::error!(error = %err, "start-up failed");

@@ -11,7 +11,7 @@ use checks::openai::OpenAiCheck;
 use checks::stripe::StripeCheck;
 use checks::tunnel::TunnelCheck;
 use checks::write_health::WriteHealth;
-use checks::{CheckResult, Registry, RegistryPolicy};
+use checks::{CheckName, CheckResult, Registry, RegistryPolicy};
 use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 
@@ -26,8 +26,7 @@ pub fn build_registry(config: &Config, db: DatabaseConnection, writes: WriteHeal
         required: c.required.clone(),
     };
     // Each HTTP client times out with its check, so no request outlives the check that made it.
-    let client =
-        |name: &str| probe_client(c.timeouts.get(name).copied().unwrap_or(c.default_timeout));
+    let client = |name: CheckName| probe_client(policy.timeout_of(name));
     Registry::new(
         vec![
             Arc::new(
@@ -35,12 +34,21 @@ pub fn build_registry(config: &Config, db: DatabaseConnection, writes: WriteHeal
                     .server(config.database_server())
                     .write_health(writes),
             ),
-            Arc::new(TunnelCheck::new(c.tunnel.clone(), client("tunnel"))),
-            Arc::new(OpenAiCheck::new(c.openai.clone(), client("openai"))),
-            Arc::new(StripeCheck::new(c.stripe.clone(), client("stripe"))),
+            Arc::new(TunnelCheck::new(
+                c.tunnel.clone(),
+                client(CheckName::Tunnel),
+            )),
+            Arc::new(OpenAiCheck::new(
+                c.openai.clone(),
+                client(CheckName::Openai),
+            )),
+            Arc::new(StripeCheck::new(
+                c.stripe.clone(),
+                client(CheckName::Stripe),
+            )),
             Arc::new(CloudflareCheck::new(
                 c.cloudflare.clone(),
-                client("cloudflare"),
+                client(CheckName::Cloudflare),
             )),
         ],
         policy,

@@ -8,9 +8,9 @@ use serde::Deserialize;
 
 use crate::http::{failure_for, join, transport_reason};
 use crate::registry::Check;
-use crate::{CheckResult, Reason, Status};
+use crate::{CheckName, CheckResult, Reason, Status};
 
-pub const NAME: &str = "cloudflare";
+pub const NAME: &str = CheckName::Cloudflare.as_str();
 
 /// A token expiring sooner than this is reported as a warning.
 const EXPIRY_WARNING_DAYS: i64 = 14;
@@ -211,8 +211,8 @@ fn token_result(token: TokenResult, kind: &str) -> CheckResult {
 }
 
 impl Check for CloudflareCheck {
-    fn name(&self) -> &'static str {
-        NAME
+    fn name(&self) -> CheckName {
+        CheckName::Cloudflare
     }
 
     fn configured(&self) -> bool {

@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement};
 
 use crate::write_health::WriteHealth;
-use crate::{CheckResult, Reason};
+use crate::{CheckName, CheckResult, Reason};
 
-pub const NAME: &str = "database";
+pub const NAME: &str = CheckName::Database.as_str();
 
 /// How many pings make up the latency baseline.
 const PINGS: u32 = 3;
@@ -284,8 +284,8 @@ impl DatabaseCheck {
 }
 
 impl crate::registry::Check for DatabaseCheck {
-    fn name(&self) -> &'static str {
-        NAME
+    fn name(&self) -> CheckName {
+        CheckName::Database
     }
 
     fn configured(&self) -> bool {

@@ -7,6 +7,7 @@ pub mod cloudflare;
 pub mod database;
 pub mod http;
 pub mod mask;
+mod name;
 pub mod openai;
 pub mod registry;
 mod result;
@@ -14,5 +15,6 @@ pub mod stripe;
 pub mod tunnel;
 pub mod write_health;
 
-pub use registry::{overall, Check, Registry, RegistryPolicy, SuiteRun, CHECK_NAMES};
+pub use name::{CheckName, UnknownCheck};
+pub use registry::{overall, Check, Registry, RegistryPolicy, SuiteRun};
 pub use result::{with_timeout, CheckResult, Reason, Status};

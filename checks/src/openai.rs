@@ -11,9 +11,9 @@ use secrecy::{ExposeSecret, SecretString};
 
 use crate::http::{status_failure, transport_failure};
 use crate::registry::Check;
-use crate::{CheckResult, Reason, Status};
+use crate::{CheckName, CheckResult, Reason, Status};
 
-pub const NAME: &str = "openai";
+pub const NAME: &str = CheckName::Openai.as_str();
 
 #[derive(Clone)]
 pub struct OpenAiSettings {
@@ -156,8 +156,8 @@ fn classify(err: &OpenAIError) -> CheckResult {
 }
 
 impl Check for OpenAiCheck {
-    fn name(&self) -> &'static str {
-        NAME
+    fn name(&self) -> CheckName {
+        CheckName::Openai
     }
 
     fn configured(&self) -> bool {

@@ -11,14 +11,11 @@ use chrono::{DateTime, Utc};
 use futures::future::{join_all, BoxFuture};
 use serde::{Deserialize, Serialize};
 
-use crate::{with_timeout, CheckResult, Status};
-
-/// The names of all checks, in the order results are reported.
-pub const CHECK_NAMES: [&str; 5] = ["database", "tunnel", "openai", "stripe", "cloudflare"];
+use crate::{with_timeout, CheckName, CheckResult, Status};
 
 /// One check of the suite.
 pub trait Check: Send + Sync {
-    fn name(&self) -> &'static str;
+    fn name(&self) -> CheckName;
     /// Whether enough settings are present to run it at all.
     fn configured(&self) -> bool;
     /// The settings that configure it, named for an operator (`OPENAI_API_KEY`).
@@ -32,9 +29,19 @@ pub trait Check: Send + Sync {
 pub struct RegistryPolicy {
     pub default_timeout: Duration,
     /// Per-check overrides of `default_timeout`.
-    pub timeouts: BTreeMap<String, Duration>,
+    pub timeouts: BTreeMap<CheckName, Duration>,
     /// Checks whose failure fails readiness and the gate; unconfigured, they fail `not_configured`.
     pub required: BTreeSet<String>,
+}
+
+impl RegistryPolicy {
+    /// The timeout a check runs under: its override, else the default.
+    pub fn timeout_of(&self, name: CheckName) -> Duration {
+        self.timeouts
+            .get(&name)
+            .copied()
+            .unwrap_or(self.default_timeout)
+    }
 }
 
 /// All checks, by name.
@@ -56,14 +63,9 @@ pub struct SuiteRun {
 }
 
 impl Registry {
-    /// Checks are reported in the order of [`CHECK_NAMES`], whatever order they are given in.
+    /// Checks are reported in the order of [`CheckName::ALL`], whatever order they are given in.
     pub fn new(mut checks: Vec<Arc<dyn Check>>, policy: RegistryPolicy) -> Self {
-        checks.sort_by_key(|c| {
-            CHECK_NAMES
-                .iter()
-                .position(|n| *n == c.name())
-                .unwrap_or(usize::MAX)
-        });
+        checks.sort_by_key(|c| c.name());
         Self { checks, policy }
     }
 
@@ -72,19 +74,15 @@ impl Registry {
     }
 
     pub fn names(&self) -> Vec<&'static str> {
-        self.checks.iter().map(|c| c.name()).collect()
+        self.checks.iter().map(|c| c.name().as_str()).collect()
     }
 
     pub fn is_required(&self, name: &str) -> bool {
         self.policy.required.contains(name)
     }
 
-    pub fn timeout_of(&self, name: &str) -> Duration {
-        self.policy
-            .timeouts
-            .get(name)
-            .copied()
-            .unwrap_or(self.policy.default_timeout)
+    pub fn timeout_of(&self, name: CheckName) -> Duration {
+        self.policy.timeout_of(name)
     }
 
     /// Runs the named checks (all when `only` is `None`) concurrently; a run takes about as long
@@ -95,7 +93,7 @@ impl Registry {
         let selected = self
             .checks
             .iter()
-            .filter(|c| only.is_none_or(|set| set.contains(c.name())));
+            .filter(|c| only.is_none_or(|set| set.contains(c.name().as_str())));
         let results = join_all(selected.map(|check| self.run_check(check.as_ref()))).await;
         SuiteRun {
             started_at,
@@ -107,11 +105,12 @@ impl Registry {
     }
 
     async fn run_check(&self, check: &dyn Check) -> CheckResult {
-        let name = check.name();
+        let timeout = self.timeout_of(check.name());
+        let name = check.name().as_str();
         if !check.configured() {
             return CheckResult::not_configured(name, self.is_required(name), check.settings());
         }
-        let result = with_timeout(name, self.timeout_of(name), check.run()).await;
+        let result = with_timeout(name, timeout, check.run()).await;
         match result.status {
             Status::Pass => {
                 tracing::debug!(check = name, latency_ms = result.latency_ms, "check passed")
@@ -143,14 +142,14 @@ mod tests {
     use crate::Reason;
 
     struct Fake {
-        name: &'static str,
+        name: CheckName,
         delay: Duration,
         result: Status,
         configured: bool,
     }
 
     impl Check for Fake {
-        fn name(&self) -> &'static str {
+        fn name(&self) -> CheckName {
             self.name
         }
         fn configured(&self) -> bool {
@@ -163,14 +162,19 @@ mod tests {
             Box::pin(async move {
                 tokio::time::sleep(self.delay).await;
                 match self.result {
-                    Status::Pass => CheckResult::pass(self.name, "ok"),
-                    _ => CheckResult::fail(self.name, Reason::UpstreamError, "down", "fix it"),
+                    Status::Pass => CheckResult::pass(self.name.as_str(), "ok"),
+                    _ => CheckResult::fail(
+                        self.name.as_str(),
+                        Reason::UpstreamError,
+                        "down",
+                        "fix it",
+                    ),
                 }
             })
         }
     }
 
-    fn fake(name: &'static str, ms: u64, result: Status, configured: bool) -> Arc<dyn Check> {
+    fn fake(name: CheckName, ms: u64, result: Status, configured: bool) -> Arc<dyn Check> {
         Arc::new(Fake {
             name,
             delay: Duration::from_millis(ms),
@@ -182,7 +186,7 @@ mod tests {
     fn policy(required: &[&str]) -> RegistryPolicy {
         RegistryPolicy {
             default_timeout: Duration::from_millis(300),
-            timeouts: BTreeMap::from([("openai".to_owned(), Duration::from_millis(100))]),
+            timeouts: BTreeMap::from([(CheckName::Openai, Duration::from_millis(100))]),
             required: required.iter().map(|s| (*s).to_owned()).collect(),
         }
     }
@@ -191,17 +195,17 @@ mod tests {
     async fn runs_concurrently_in_fixed_order_with_per_check_timeouts() {
         let registry = Registry::new(
             vec![
-                fake("stripe", 150, Status::Pass, true),
-                fake("openai", 5_000, Status::Pass, true),
-                fake("database", 150, Status::Pass, true),
-                fake("cloudflare", 0, Status::Pass, false),
-                fake("tunnel", 150, Status::Fail, true),
+                fake(CheckName::Stripe, 150, Status::Pass, true),
+                fake(CheckName::Openai, 5_000, Status::Pass, true),
+                fake(CheckName::Database, 150, Status::Pass, true),
+                fake(CheckName::Cloudflare, 0, Status::Pass, false),
+                fake(CheckName::Tunnel, 150, Status::Fail, true),
             ],
             policy(&["database", "cloudflare"]),
         );
         let run = registry.run(None).await;
         let names: Vec<&str> = run.results.iter().map(|r| r.name.as_str()).collect();
-        assert_eq!(names, CHECK_NAMES);
+        assert_eq!(names, CheckName::ALL.map(CheckName::as_str));
         assert!(
             run.duration_ms < 290,
             "concurrent, not the sum: {} ms",
@@ -229,9 +233,9 @@ mod tests {
     async fn optional_failures_warn_and_unconfigured_optional_checks_skip() {
         let registry = Registry::new(
             vec![
-                fake("database", 0, Status::Pass, true),
-                fake("tunnel", 0, Status::Fail, true),
-                fake("stripe", 0, Status::Pass, false),
+                fake(CheckName::Database, 0, Status::Pass, true),
+                fake(CheckName::Tunnel, 0, Status::Fail, true),
+                fake(CheckName::Stripe, 0, Status::Pass, false),
             ],
             policy(&["database"]),
         );

@@ -9,9 +9,9 @@ use stripe::{ErrorCode, StripeError};
 use crate::http::{failure_for, join, status_failure, transport_reason};
 use crate::mask::mask_secret;
 use crate::registry::Check;
-use crate::{CheckResult, Reason, Status};
+use crate::{CheckName, CheckResult, Reason, Status};
 
-pub const NAME: &str = "stripe";
+pub const NAME: &str = CheckName::Stripe.as_str();
 
 /// Prefixes that may be shown in a masked Stripe key.
 pub const KEY_PREFIXES: &[&str] = &[
@@ -232,8 +232,8 @@ fn reason_from_text(text: &str) -> Reason {
 }
 
 impl Check for StripeCheck {
-    fn name(&self) -> &'static str {
-        NAME
+    fn name(&self) -> CheckName {
+        CheckName::Stripe
     }
 
     fn configured(&self) -> bool {

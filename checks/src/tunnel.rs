@@ -9,9 +9,9 @@ use serde_json::Value;
 
 use crate::http::{failure_for, join, status_failure, transport_reason};
 use crate::registry::Check;
-use crate::{CheckResult, Reason, Status};
+use crate::{CheckName, CheckResult, Reason, Status};
 
-pub const NAME: &str = "tunnel";
+pub const NAME: &str = CheckName::Tunnel.as_str();
 
 /// Cloudflare's API view of one tunnel.
 #[derive(Clone)]
@@ -273,8 +273,8 @@ struct ReadyBody {
 }
 
 impl Check for TunnelCheck {
-    fn name(&self) -> &'static str {
-        NAME
+    fn name(&self) -> CheckName {
+        CheckName::Tunnel
     }
 
     fn configured(&self) -> bool {

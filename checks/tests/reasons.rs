@@ -19,7 +19,7 @@ use testkit::{refused_url, tls_mismatch_url, unresolvable_url};
 const SHORT: Duration = Duration::from_millis(400);
 
 async fn run(check: &dyn Check) -> CheckResult {
-    with_timeout(check.name(), Duration::from_secs(2), check.run()).await
+    with_timeout(check.name().as_str(), Duration::from_secs(2), check.run()).await
 }
 
 fn expect(result: &CheckResult, status: Status, reason: Option<Reason>) {

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use checks::{CheckResult, Status, SuiteRun, CHECK_NAMES};
+use checks::{CheckName, CheckResult, Status, SuiteRun};
 
 use crate::config::Config;
 use crate::{db, suite};
@@ -16,10 +16,11 @@ pub async fn run(config: &Config, json: bool, only: &[String]) -> ExitCode {
         .map(|s| s.trim().to_ascii_lowercase())
         .filter(|s| !s.is_empty())
         .collect();
-    if let Some(unknown) = selected.iter().find(|n| !CHECK_NAMES.contains(&n.as_str())) {
+    if let Some(unknown) = selected.iter().find_map(|n| n.parse::<CheckName>().err()) {
         eprintln!(
-            "opsdoctor: unknown check `{unknown}` in --only; known checks are {}",
-            CHECK_NAMES.join(", ")
+            "opsdoctor: unknown check `{}` in --only; known checks are {}",
+            unknown.name,
+            CheckName::ALL.map(CheckName::as_str).join(", ")
         );
         return ExitCode::from(2);
     }

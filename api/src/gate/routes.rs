@@ -9,7 +9,7 @@ use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use checks::CHECK_NAMES;
+use checks::CheckName;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -53,13 +53,10 @@ fn parse_require(raw: Option<&str>) -> ApiResult<Option<BTreeSet<String>>> {
     if names.is_empty() {
         return Ok(None);
     }
-    if let Some(unknown) = names.iter().find(|n| !CHECK_NAMES.contains(&n.as_str())) {
+    if let Some(unknown) = names.iter().find_map(|n| n.parse::<CheckName>().err()) {
         return Err(ApiError::bad_request(
             Some("require".into()),
-            format!(
-                "require: unknown check `{unknown}`; known checks are {}",
-                CHECK_NAMES.join(", ")
-            ),
+            format!("require: {unknown}"),
         ));
     }
     Ok(Some(names))
