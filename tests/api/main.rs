@@ -14,3 +14,4 @@ mod nul;
 mod schema;
 mod secrets;
 mod sockets;
+mod stores;
