@@ -3,11 +3,12 @@
 
 use std::collections::{HashMap, HashSet};
 
+use api::store::deploys::{FinishStatus, NewDeploy};
 use api::store::incidents::{NewEvent, NewIncident, WriteHealth};
-use api::store::{IncidentStore, StoreError};
+use api::store::{DeployStore, EvaluationStore, IncidentStore, StoreError};
 use api::Config;
-use entity::{Category, EventType, Severity};
-use sea_orm::DatabaseConnection;
+use entity::{ops_incident as incident, Category, EventType, Severity};
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait};
 use serde_json::Map;
 use tokio::task::JoinSet;
 
@@ -18,6 +19,7 @@ on_both_backends!(
     events_never_land_after_resolved,
     deduplicated_detections_never_show_after_resolved,
     escalating_twice_at_once_escalates_once,
+    a_deploy_whose_incident_cannot_open_stays_running,
 );
 
 /// Bounded: this many incidents raced at once ...
@@ -251,4 +253,85 @@ async fn escalating_twice_at_once_escalates_once(backend: Backend) {
             .count();
         assert_eq!(count, 1, "{id}: exactly one ESCALATED");
     }
+}
+
+/// A test-made trigger that refuses every new incident, and the statement removing it.
+fn obstacle(backend: Backend) -> (Vec<&'static str>, &'static str) {
+    match backend {
+        Backend::Postgres => (
+            vec![
+                r#"CREATE FUNCTION refuse_incident() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$"#,
+                r#"CREATE TRIGGER refuse_incident BEFORE INSERT ON "OpsIncident" FOR EACH ROW EXECUTE FUNCTION refuse_incident()"#,
+            ],
+            r#"DROP TRIGGER refuse_incident ON "OpsIncident""#,
+        ),
+        Backend::Sqlite => (
+            vec![
+                r#"CREATE TRIGGER refuse_incident BEFORE INSERT ON "OpsIncident" BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"#,
+            ],
+            "DROP TRIGGER refuse_incident",
+        ),
+    }
+}
+
+async fn a_deploy_whose_incident_cannot_open_stays_running(backend: Backend) {
+    let Some((_db, incidents, _)) = two_stores(backend).await else {
+        return;
+    };
+    let conn = incidents.connection().clone();
+    let evaluations = EvaluationStore::spawn(conn.clone(), incidents.write_health().clone());
+    let deploys = DeployStore::new(incidents.clone(), evaluations);
+    let started = deploys
+        .start(NewDeploy {
+            environment: "prod".to_owned(),
+            version: "v1.2.3".to_owned(),
+            git_sha: None,
+            strategy: None,
+            started_by: None,
+            external_ids: Map::new(),
+        })
+        .await
+        .unwrap();
+
+    let (create, drop) = obstacle(backend);
+    for statement in create {
+        conn.execute_unprepared(statement).await.unwrap();
+    }
+    let refused = deploys
+        .finish(
+            &started.id,
+            FinishStatus::Failed,
+            Some("smoke tests failed".to_owned()),
+            None,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Db(_))),
+        "the incident could not open: {refused:?}"
+    );
+    let after = deploys.get(&started.id).await.unwrap().unwrap();
+    assert_eq!(
+        (after.status.as_str(), after.incident_id),
+        ("running", None),
+        "nothing of the finish is kept"
+    );
+    assert_eq!(incident::Entity::find().count(&conn).await.unwrap(), 0);
+
+    conn.execute_unprepared(drop).await.unwrap();
+    let finished = deploys
+        .finish(
+            &started.id,
+            FinishStatus::Failed,
+            Some("smoke tests failed".to_owned()),
+            None,
+        )
+        .await
+        .expect("the retry finishes the deploy");
+    assert_eq!(finished.status, "failed");
+    let incident_id = finished.incident_id.expect("the retry opens the incident");
+    let opened = incidents.get(&incident_id).await.unwrap().unwrap();
+    assert_eq!(opened.category, Category::Deploy);
+    assert_eq!(opened.details_json["deployId"], started.id.as_str());
+    let stored = deploys.get(&started.id).await.unwrap().unwrap();
+    assert_eq!(stored.incident_id.as_deref(), Some(incident_id.as_str()));
 }
