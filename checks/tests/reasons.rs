@@ -11,6 +11,7 @@ use checks::{with_timeout, Check, CheckResult, Reason, Status};
 use secrecy::SecretString;
 use testkit::cloudflare::{CloudflareMode, TokenMode, TunnelStatus};
 use testkit::cloudflared::MetricsMode;
+use testkit::hang_up::HangUp;
 use testkit::hostname::HostnameMode;
 use testkit::openai::OpenAiMode;
 use testkit::stripe::StripeMode;
@@ -329,6 +330,29 @@ async fn cloudflare_reasons() {
     let account = run(&cloudflare(base, Some("acc123"))).await;
     expect(&account, Status::Pass, None);
     assert_eq!(account.observed["token_kind"], "account");
+}
+
+/// A peer that takes the request and closes the connection without answering is `unreachable`
+/// (not refused, DNS, TLS or a timeout), whichever HTTP client the check uses.
+#[tokio::test]
+async fn a_peer_that_hangs_up_mid_request_is_unreachable() {
+    let peer = HangUp::start().await;
+    let base = peer.base();
+    let checks: [Box<dyn Check>; 3] = [
+        Box::new(openai(format!("{base}/v1"))),
+        Box::new(stripe(base.clone(), TEST_KEY, Some(WEBHOOK))),
+        Box::new(cloudflare(format!("{base}/client/v4"), None)),
+    ];
+    for check in &checks {
+        let hits = peer.hits();
+        let result = run(check.as_ref()).await;
+        expect(&result, Status::Fail, Some(Reason::Unreachable));
+        assert!(
+            peer.hits() > hits,
+            "{}: the request reached the peer before it hung up",
+            check.name()
+        );
+    }
 }
 
 fn tunnel(metrics: Option<String>, public: Option<String>, api: Option<TunnelApi>) -> TunnelCheck {

@@ -7,10 +7,11 @@
 //! never passes it on.
 //!
 //! The transport helpers ([`refused_url`], [`unresolvable_url`], [`tls_mismatch_url`]) give the
-//! failures that need no server at all.
+//! failures that need no server at all; [`hang_up::HangUp`] is a peer that closes mid-request.
 
 pub mod cloudflare;
 pub mod cloudflared;
+pub mod hang_up;
 pub mod hostname;
 pub mod openai;
 mod reply;

@@ -15,3 +15,4 @@ mod nul;
 mod schema;
 mod secrets;
 mod sockets;
+mod stores;

@@ -118,27 +118,29 @@ async fn on_failure(
         fingerprint: fingerprint.clone(),
     }];
     if opened.deduplicated {
-        let seen = store.count_events(&id, EventType::Detected).await?;
-        let escalated = store.count_events(&id, EventType::Escalated).await? > 0;
-        if seen >= u64::from(escalate_after) && !escalated {
+        let seen = store.detections_since_recovery(&id).await?;
+        if seen >= u64::from(escalate_after) {
             let message = format!(
                 "{} has failed in {seen} runs in a row; escalated to CRITICAL",
                 result.name
             );
             let metadata = json!({ "consecutiveRuns": seen, "threshold": escalate_after });
-            store
+            let escalated = store
                 .escalate(
                     &id,
                     message,
                     metadata.as_object().cloned().unwrap_or_default(),
                 )
                 .await?;
-            actions.push(IncidentAction {
-                check: result.name.clone(),
-                action: "escalated",
-                incident_id: id,
-                fingerprint,
-            });
+            // `None`: escalated already, by an earlier run or another process.
+            if escalated.is_some() {
+                actions.push(IncidentAction {
+                    check: result.name.clone(),
+                    action: "escalated",
+                    incident_id: id,
+                    fingerprint,
+                });
+            }
         }
     }
     Ok(actions)
@@ -185,4 +187,87 @@ async fn on_recovery(
         });
     }
     Ok(actions)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use checks::{Reason, RegistryPolicy};
+    use migration::{Migrator, MigratorTrait};
+    use sea_orm::{ConnectOptions, Database};
+
+    use super::*;
+    use crate::store::incidents::WriteHealth;
+
+    async fn store() -> IncidentStore {
+        // One connection: each connection to `sqlite::memory:` is a database of its own.
+        let mut options = ConnectOptions::new("sqlite::memory:");
+        options.max_connections(1).sqlx_logging(false);
+        let db = Database::connect(options).await.unwrap();
+        Migrator::up(&db, None).await.unwrap();
+        IncidentStore::new(db, WriteHealth::default())
+    }
+
+    fn registry() -> Registry {
+        Registry::new(
+            Vec::new(),
+            RegistryPolicy {
+                default_timeout: Duration::from_secs(1),
+                timeouts: Default::default(),
+                required: Default::default(),
+            },
+        )
+    }
+
+    async fn failing_run(store: &IncidentStore, registry: &Registry) -> Vec<&'static str> {
+        let results = [CheckResult::fail(
+            "openai",
+            Reason::Timeout,
+            "no answer",
+            "check this host's egress",
+        )];
+        let (actions, failed) = apply(store, registry, &results, 3).await;
+        assert_eq!(failed, 0);
+        actions.into_iter().map(|a| a.action).collect()
+    }
+
+    #[tokio::test]
+    async fn only_failures_since_the_last_recovery_count_towards_escalation() {
+        let (store, registry) = (store().await, registry());
+        assert_eq!(failing_run(&store, &registry).await, ["opened"]);
+        assert_eq!(failing_run(&store, &registry).await, ["extended"]);
+        let open = store
+            .open_with_details(&[("source", SOURCE), ("check", "openai")])
+            .await
+            .unwrap();
+        let id = open[0].id.clone();
+        // A passing run recorded its recovery, but its resolve did not land.
+        store
+            .append_event(
+                &id,
+                NewEvent {
+                    event_type: EventType::RecoverySuccess,
+                    message: "openai check passes again".to_owned(),
+                    metadata: Map::new(),
+                },
+            )
+            .await
+            .unwrap();
+
+        assert_eq!(failing_run(&store, &registry).await, ["extended"]);
+        assert_eq!(failing_run(&store, &registry).await, ["extended"]);
+        assert_eq!(
+            failing_run(&store, &registry).await,
+            ["extended", "escalated"],
+            "three failing runs in a row since the recovery"
+        );
+        assert_eq!(
+            failing_run(&store, &registry).await,
+            ["extended"],
+            "escalated once only"
+        );
+        let found = store.get(&id).await.unwrap().unwrap();
+        assert_eq!(found.severity, Severity::Critical);
+    }
 }

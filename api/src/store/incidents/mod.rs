@@ -22,7 +22,9 @@ mod read;
 
 pub use read::{IncidentFilter, IncidentStats, OpenState, TimelineFilter};
 
-use checks::write_health::{AsDbErr, WriteHealth};
+use checks::write_health::AsDbErr;
+/// What [`IncidentStore::new`] feeds; re-exported so a store can be built without naming `checks`.
+pub use checks::write_health::WriteHealth;
 
 use crate::kernel::{new_id, now, timestamp};
 
@@ -177,12 +179,7 @@ impl IncidentStore {
                     .await?;
                 }
             }
-            DbBackend::Sqlite => {
-                // Take SQLite's write lock first (like BEGIN IMMEDIATE), so that the read below
-                // cannot go stale before our write: other processes wait on busy_timeout.
-                conn.execute_unprepared(r#"UPDATE "OpsIncident" SET "id" = "id" WHERE 1 = 0"#)
-                    .await?;
-            }
+            DbBackend::Sqlite => take_sqlite_write_lock(conn).await?,
             DbBackend::MySql => {}
         }
 
@@ -255,38 +252,32 @@ impl IncidentStore {
     }
 
     /// Appends a timeline event to an open incident. `RESOLVED` goes through [`Self::resolve`].
+    ///
+    /// The check that the incident is open and the insert are one transaction holding the
+    /// incident's lock, so an event never lands after a concurrent `RESOLVED`.
     #[tracing::instrument(skip_all, fields(incident_id = %id))]
     pub async fn append_event(&self, id: &str, new: NewEvent) -> Result<event::Model, StoreError> {
         let outcome = async {
-            let found = self
-                .get(id)
-                .await?
-                .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
+            let _guard = self.write_guard().await;
+            let txn = self.db.begin().await?;
+            let found = self.lock_incident(&txn, id).await?;
             if found.resolved_at.is_some() {
+                txn.rollback().await?;
                 return Err(StoreError::Resolved(id.to_owned()));
             }
-            let _guard = self.write_guard().await;
-            match insert_event(
-                &self.db,
-                id,
-                now(),
-                new.event_type,
-                new.message,
-                new.metadata,
-            )
-            .await
-            {
-                Err(err) if is_foreign_key_violation(&err) => {
-                    Err(StoreError::NotFound(id.to_owned()))
-                }
-                other => Ok(other?),
-            }
+            let event =
+                insert_event(&txn, id, now(), new.event_type, new.message, new.metadata).await?;
+            txn.commit().await?;
+            Ok(event)
         }
         .await;
         self.observed(outcome)
     }
 
     /// Resolves an open incident and appends `RESOLVED`; resolving twice is refused.
+    ///
+    /// The time is taken once the incident is locked, and is later than every event already on
+    /// it, so `RESOLVED` is always the last event of a timeline.
     #[tracing::instrument(skip_all, fields(incident_id = %id))]
     pub async fn resolve(
         &self,
@@ -297,72 +288,127 @@ impl IncidentStore {
         let outcome = async {
             let _guard = self.write_guard().await;
             let txn = self.db.begin().await?;
-            let at = now();
-            // The update is the first statement: it takes the row (PostgreSQL) or file (SQLite) lock,
-            // so of two concurrent resolves exactly one sees the incident open.
-            let updated = incident::Entity::update_many()
+            let found = self.lock_incident(&txn, id).await?;
+            if let Some(resolved_at) = found.resolved_at {
+                txn.rollback().await?;
+                return Err(StoreError::AlreadyResolved {
+                    id: id.to_owned(),
+                    resolved_at: timestamp(&resolved_at),
+                });
+            }
+            let at = after_last_event(&txn, id).await?;
+            incident::Entity::update_many()
                 .col_expr(incident::Column::ResolvedAt, Expr::value(at))
                 .col_expr(
                     incident::Column::ResolutionNotes,
                     Expr::value(notes.clone()),
                 )
                 .filter(incident::Column::Id.eq(id))
-                .filter(incident::Column::ResolvedAt.is_null())
                 .exec(&txn)
                 .await?;
-            if updated.rows_affected == 0 {
-                let found = incident::Entity::find_by_id(id).one(&txn).await?;
-                txn.rollback().await?;
-                return Err(match found {
-                    Some(found) => StoreError::AlreadyResolved {
-                        id: id.to_owned(),
-                        resolved_at: found.resolved_at.map(|t| timestamp(&t)).unwrap_or_default(),
-                    },
-                    None => StoreError::NotFound(id.to_owned()),
-                });
-            }
-            let message = notes.unwrap_or_else(|| "resolved".to_owned());
+            let message = notes.clone().unwrap_or_else(|| "resolved".to_owned());
             let event = insert_event(&txn, id, at, EventType::Resolved, message, metadata).await?;
-            let incident = incident::Entity::find_by_id(id)
-                .one(&txn)
-                .await?
-                .ok_or_else(|| StoreError::NotFound(id.to_owned()))?;
             txn.commit().await?;
+            let incident = incident::Model {
+                resolved_at: Some(at),
+                resolution_notes: notes,
+                ..found
+            };
             Ok((incident, event))
         }
         .await;
         self.observed(outcome)
     }
 
-    /// Raises an open incident to CRITICAL and appends `ESCALATED`.
+    /// Raises an open incident to CRITICAL and appends `ESCALATED`, once: `None` when the
+    /// incident was escalated already (by another process, say).
     #[tracing::instrument(skip_all, fields(incident_id = %id))]
     pub async fn escalate(
         &self,
         id: &str,
         message: String,
         metadata: Map<String, Value>,
-    ) -> Result<event::Model, StoreError> {
+    ) -> Result<Option<event::Model>, StoreError> {
         let outcome = async {
             let _guard = self.write_guard().await;
             let txn = self.db.begin().await?;
-            let updated = incident::Entity::update_many()
-                .col_expr(incident::Column::Severity, Severity::Critical.as_enum())
-                .filter(incident::Column::Id.eq(id))
-                .filter(incident::Column::ResolvedAt.is_null())
-                .exec(&txn)
-                .await?;
-            if updated.rows_affected == 0 {
+            let found = self.lock_incident(&txn, id).await?;
+            if found.resolved_at.is_some() {
                 txn.rollback().await?;
                 return Err(StoreError::Resolved(id.to_owned()));
             }
+            // Read under the lock: a concurrent escalation has committed by now, and is seen.
+            let escalated = event::Entity::find()
+                .filter(event::Column::IncidentId.eq(id))
+                .filter(event::Column::EventType.eq(EventType::Escalated))
+                .one(&txn)
+                .await?;
+            if escalated.is_some() {
+                txn.rollback().await?;
+                return Ok(None);
+            }
+            incident::Entity::update_many()
+                .col_expr(incident::Column::Severity, Severity::Critical.as_enum())
+                .filter(incident::Column::Id.eq(id))
+                .exec(&txn)
+                .await?;
             let event =
                 insert_event(&txn, id, now(), EventType::Escalated, message, metadata).await?;
             txn.commit().await?;
-            Ok(event)
+            Ok(Some(event))
         }
         .await;
         self.observed(outcome)
     }
+
+    /// Locks an incident until the end of `conn`'s transaction and reads it as of the lock.
+    ///
+    /// PostgreSQL locks the row (`FOR UPDATE` waits for a concurrent resolve to commit, then
+    /// returns the row as it committed); SQLite takes its write lock before reading.
+    async fn lock_incident<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        id: &str,
+    ) -> Result<incident::Model, StoreError> {
+        let mut query = incident::Entity::find_by_id(id);
+        match self.backend() {
+            DbBackend::Postgres => query = query.lock_exclusive(),
+            DbBackend::Sqlite => take_sqlite_write_lock(conn).await?,
+            DbBackend::MySql => {}
+        }
+        query
+            .one(conn)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.to_owned()))
+    }
+}
+
+/// Takes SQLite's write lock now (like `BEGIN IMMEDIATE`), so that what the transaction reads
+/// next cannot go stale before it writes: other processes wait on `busy_timeout`.
+async fn take_sqlite_write_lock<C: ConnectionTrait>(conn: &C) -> Result<(), DbErr> {
+    conn.execute_unprepared(r#"UPDATE "OpsIncident" SET "id" = "id" WHERE 1 = 0"#)
+        .await?;
+    Ok(())
+}
+
+/// Now, or a millisecond after the incident's latest event if the clock has not passed it (two
+/// events in one millisecond, or another process's clock ahead), so that the new event sorts last.
+async fn after_last_event<C: ConnectionTrait>(
+    conn: &C,
+    incident_id: &str,
+) -> Result<NaiveDateTime, DbErr> {
+    let at = now();
+    let latest = event::Entity::find()
+        .filter(event::Column::IncidentId.eq(incident_id))
+        .order_by_desc(event::Column::CreatedAt)
+        .one(conn)
+        .await?;
+    Ok(match latest {
+        Some(latest) if latest.created_at >= at => {
+            latest.created_at + chrono::TimeDelta::milliseconds(1)
+        }
+        _ => at,
+    })
 }
 
 async fn insert_event<C: ConnectionTrait>(
@@ -382,11 +428,4 @@ async fn insert_event<C: ConnectionTrait>(
         metadata_json: Set(Value::Object(metadata)),
     };
     event::Entity::insert(model).exec_with_returning(db).await
-}
-
-fn is_foreign_key_violation(err: &DbErr) -> bool {
-    matches!(
-        err.sql_err(),
-        Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_))
-    )
 }

@@ -79,14 +79,33 @@ impl IncidentStore {
             .await?)
     }
 
-    /// How many events of a type an incident's timeline holds.
-    pub async fn count_events(&self, id: &str, event_type: EventType) -> Result<u64, StoreError> {
+    /// How many `DETECTED` events an incident has had since its last `RECOVERY_SUCCESS` (or
+    /// ever, without one): the failing runs in a row. A passing run records `RECOVERY_SUCCESS`
+    /// and resolves the incident; should the resolve not land, the recovery still ends the row.
+    pub async fn detections_since_recovery(&self, id: &str) -> Result<u64, StoreError> {
         use sea_orm::PaginatorTrait;
-        Ok(event::Entity::find()
+        let recovered = event::Entity::find()
             .filter(event::Column::IncidentId.eq(id))
-            .filter(event::Column::EventType.eq(event_type))
-            .count(&self.db)
-            .await?)
+            .filter(event::Column::EventType.eq(EventType::RecoverySuccess))
+            .order_by_desc(event::Column::CreatedAt)
+            .order_by_desc(event::Column::Id)
+            .one(&self.db)
+            .await?;
+        let mut query = event::Entity::find()
+            .filter(event::Column::IncidentId.eq(id))
+            .filter(event::Column::EventType.eq(EventType::Detected));
+        if let Some(r) = recovered {
+            let since = Cursor {
+                created_at: r.created_at,
+                id: r.id,
+            };
+            query = query.filter(after_cond(
+                event::Column::CreatedAt,
+                event::Column::Id,
+                &since,
+            ));
+        }
+        Ok(query.count(&self.db).await?)
     }
 
     /// The most recent events of the given types across incidents, newest first.
