@@ -12,8 +12,9 @@ use testkit::hostname::HostnameMode;
 use testkit::openai::OpenAiMode;
 use testkit::stripe::StripeMode;
 
-use crate::doctor::{with, Stack};
-use crate::helpers::{decode, run_cli, Backend, TestApp, TestDb, ADMIN_TOKEN};
+use crate::helpers::{
+    decode, run_cli, with, ApiClient, Backend, InProcessApp, Stack, TestDb, ADMIN_TOKEN,
+};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -25,7 +26,7 @@ on_both_backends!(
     head_answers_like_get_and_stores_nothing
 );
 
-async fn gate(app: &TestApp, query: &str) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+async fn gate(app: &ApiClient, query: &str) -> (StatusCode, reqwest::header::HeaderMap, Value) {
     let resp = app
         .request(reqwest::Method::GET, &format!("/ops/gate?{query}"))
         .send()
@@ -51,7 +52,7 @@ async fn verdicts_status_codes_and_records(backend: Backend) {
     };
     let stack = Stack::healthy().await;
     let env = stack.env();
-    let app = TestApp::spawn_with(
+    let app = InProcessApp::spawn_with(
         &db,
         &with(
             &env,
@@ -61,7 +62,8 @@ async fn verdicts_status_codes_and_records(backend: Backend) {
             ],
         ),
         &[],
-    );
+    )
+    .await;
 
     let (status, headers, body) = gate(&app, "env=prod&release=v1").await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -210,7 +212,7 @@ async fn deploys_are_recorded_with_their_gates(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
-    let app = TestApp::spawn(&db);
+    let app = InProcessApp::spawn(&db).await;
     let start = |version: &str| json!({"environment": "prod", "version": version, "gitSha": format!("sha-{version}"), "strategy": "blue-green", "startedBy": "ci", "externalIds": {"ciRun": "42", "argo": "run-7"}});
 
     let (status, first) = app.post("/ops/deploys", start("v1")).await;
@@ -327,7 +329,7 @@ async fn deploys_are_recorded_with_their_gates(backend: Backend) {
 }
 
 /// Runs `opsdoctor gate` against the app with its token in the environment.
-fn gate_cli(app: &TestApp, args: &[&str]) -> (Option<i32>, String, String, Duration) {
+fn gate_cli(app: &ApiClient, args: &[&str]) -> (Option<i32>, String, String, Duration) {
     let started = Instant::now();
     let mut all = vec![
         "gate",
@@ -348,7 +350,7 @@ async fn gate_command_exit_codes_and_waiting() {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     let stack = Stack::healthy().await;
     let env = stack.env();
-    let app = TestApp::spawn_with(
+    let app = InProcessApp::spawn_with(
         &db,
         &with(
             &env,
@@ -358,7 +360,8 @@ async fn gate_command_exit_codes_and_waiting() {
             ],
         ),
         &[],
-    );
+    )
+    .await;
 
     let (code, stdout, stderr, _) = gate_cli(&app, &["--timeout", "5s", "--interval", "200ms"]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");
@@ -537,11 +540,12 @@ async fn documented_examples_work() {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     let stack = Stack::healthy().await;
     let env = stack.env();
-    let app = TestApp::spawn_with(
+    let app = InProcessApp::spawn_with(
         &db,
         &with(&env, &[("REQUIRED_CHECKS", "database,stripe")]),
         &[],
-    );
+    )
+    .await;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_opsdoctor"))
         .parent()
@@ -713,11 +717,11 @@ async fn another_process_serves_the_gate_from_the_stored_run() {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     let stack = Stack::healthy().await;
     let env = stack.env();
-    let monitor = TestApp::spawn_with(&db, &with(&env, &[]), &[]);
+    let monitor = InProcessApp::spawn_with(&db, &with(&env, &[]), &[]).await;
     let (status, _) = monitor.post("/ops/doctor/run", json!({})).await;
     assert_eq!(status, StatusCode::OK);
     let hits = (stack.stripe.hits(), stack.openai.hits());
-    let other = TestApp::spawn_with(&db, &with(&env, &[]), &[]);
+    let other = InProcessApp::spawn_with(&db, &with(&env, &[]), &[]).await;
     let (status, _, body) = gate(&other, "env=prod&release=v1&max_age=60").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(sources(&body).iter().all(|s| *s == "stored"), "{body}");
@@ -735,7 +739,7 @@ async fn a_burst_of_verdicts_is_stored_whole(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
-    let app = TestApp::spawn(&db);
+    let app = InProcessApp::spawn(&db).await;
     const BURST: usize = 150;
     let queries: Vec<String> = (0..BURST)
         .map(|i| format!("env=burst&release=r{}", i % 3))
@@ -783,7 +787,7 @@ async fn a_burst_of_verdicts_is_stored_whole(backend: Backend) {
 }
 
 /// The stored verdicts of one environment, as listed (the listing flushes the writer first).
-async fn listed_ids(app: &TestApp, env: &str) -> Vec<String> {
+async fn listed_ids(app: &ApiClient, env: &str) -> Vec<String> {
     let (status, page) = app
         .get(&format!("/ops/gate/evaluations?env={env}&limit=500"))
         .await;
@@ -804,7 +808,7 @@ async fn one_bad_gate_call_costs_no_other_verdict(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
-    let app = TestApp::spawn(&db);
+    let app = InProcessApp::spawn(&db).await;
     let mut answered = Vec::new();
     for round in 0..3 {
         let queries: Vec<String> = (0..30)
@@ -895,7 +899,7 @@ async fn head_answers_like_get_and_stores_nothing(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
-    let app = TestApp::spawn(&db);
+    let app = InProcessApp::spawn(&db).await;
     let resp = app
         .request(reqwest::Method::HEAD, "/ops/gate?env=head&release=v1")
         .send()
