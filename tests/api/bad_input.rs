@@ -3,7 +3,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{decode, Backend, TestApp, TestDb};
+use crate::helpers::{decode, ApiClient, Backend, InProcessApp, TestDb};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -14,7 +14,7 @@ on_both_backends!(
 );
 
 async fn send_raw(
-    app: &TestApp,
+    app: &ApiClient,
     body: &'static str,
     content_type: Option<&str>,
 ) -> (StatusCode, Value) {
@@ -29,7 +29,7 @@ async fn bad_bodies_are_refused_and_nothing_is_stored(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
-    let app = TestApp::spawn_with(&db, &[("MAX_BODY_BYTES", "2048")], &[]);
+    let app = InProcessApp::spawn_with(&db, &[("MAX_BODY_BYTES", "2048")], &[]).await;
     let json_ct = Some("application/json");
 
     let (status, body) = send_raw(&app, r#"{"severity": "WARN", "#, json_ct).await;
@@ -172,7 +172,7 @@ async fn bad_queries_ids_and_routes(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
-    let app = TestApp::spawn(&db);
+    let app = InProcessApp::spawn(&db).await;
     for (query, field) in [
         ("status=closed", "status"),
         ("category=NETWORK", "category"),
@@ -228,7 +228,7 @@ async fn admin_auth(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
-    let app = TestApp::spawn(&db);
+    let app = InProcessApp::spawn(&db).await;
     let url = format!("{}/ops/incidents", app.base);
     let resp = app.client.get(&url).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
@@ -262,7 +262,7 @@ async fn admin_auth(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "health needs no token");
     drop(app);
 
-    let app = TestApp::spawn_with(&db, &[("ADMIN_TOKEN", "")], &[]);
+    let app = InProcessApp::spawn_with(&db, &[("ADMIN_TOKEN", "")], &[]).await;
     let (status, body) = app.get("/ops/incidents").await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"]["code"], "admin_token_not_configured");
@@ -278,7 +278,7 @@ async fn enum_fields_of_the_wrong_type_are_named(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
-    let app = TestApp::spawn(&db);
+    let app = InProcessApp::spawn(&db).await;
     let (_, created) = app
         .post(
             "/ops/incidents",

@@ -5,7 +5,7 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
-use crate::helpers::{decode, Backend, TestApp, TestDb, ADMIN_TOKEN};
+use crate::helpers::{decode, ApiClient, Backend, InProcessApp, TestApp, TestDb, ADMIN_TOKEN};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -43,7 +43,7 @@ async fn fire(bases: Vec<String>, fingerprint: &str) -> Vec<(StatusCode, Value)>
     out
 }
 
-async fn assert_exactly_one(app: &TestApp, results: &[(StatusCode, Value)], fingerprint: &str) {
+async fn assert_exactly_one(app: &ApiClient, results: &[(StatusCode, Value)], fingerprint: &str) {
     let created = results
         .iter()
         .filter(|(s, _)| *s == StatusCode::CREATED)
@@ -81,7 +81,7 @@ async fn many_reports_at_once_one_process(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
-    let app = TestApp::spawn(&db);
+    let app = InProcessApp::spawn(&db).await;
     let results = fire(vec![app.base.clone()], "stripe:upstream_error").await;
     assert_exactly_one(&app, &results, "stripe:upstream_error").await;
 }

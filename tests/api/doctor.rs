@@ -6,79 +6,15 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use testkit::cloudflare::CloudflareMode;
-use testkit::cloudflared::MetricsMode;
-use testkit::hostname::HostnameMode;
 use testkit::openai::OpenAiMode;
 use testkit::stripe::StripeMode;
-use testkit::Fake;
 
-use crate::helpers::{decode, run_cli, Backend, TestApp, TestDb};
+use crate::helpers::{decode, run_cli, with, ApiClient, Backend, InProcessApp, Stack, TestDb};
 use crate::on_both_backends;
 
 on_both_backends!(failures_open_extend_escalate_and_recover);
 
-pub const STRIPE_KEY: &str = "sk_test_51HxDoctor0123456789f3Qx";
-pub const WEBHOOK: &str = "whsec_doctor0123456789abcdef";
-pub const OPENAI_KEY: &str = "sk-proj-doctor0123456789abcdef";
-pub const CF_TOKEN: &str = "cf-doctor-0123456789abcdefghijklmnopq";
-
-/// Local stand-ins for every integration.
-pub struct Stack {
-    pub openai: Fake<OpenAiMode>,
-    pub stripe: Fake<StripeMode>,
-    pub cloudflare: Fake<CloudflareMode>,
-    pub cloudflared: Fake<MetricsMode>,
-    pub hostname: Fake<HostnameMode>,
-}
-
-impl Stack {
-    pub async fn healthy() -> Self {
-        Self {
-            openai: testkit::openai::start(OpenAiMode::Ok).await,
-            stripe: testkit::stripe::start(StripeMode::Ok { livemode: false }).await,
-            cloudflare: testkit::cloudflare::start(CloudflareMode::default()).await,
-            cloudflared: testkit::cloudflared::start(MetricsMode::Ready { connections: 4 }).await,
-            hostname: testkit::hostname::start(HostnameMode::Ok).await,
-        }
-    }
-
-    /// The environment that points opsdoctor at these stand-ins.
-    pub fn env(&self) -> Vec<(String, String)> {
-        vec![
-            ("OPENAI_API_KEY".into(), OPENAI_KEY.into()),
-            (
-                "OPENAI_BASE_URL".into(),
-                format!("{}/v1", self.openai.base()),
-            ),
-            ("STRIPE_SECRET_KEY".into(), STRIPE_KEY.into()),
-            ("STRIPE_WEBHOOK_SECRET".into(), WEBHOOK.into()),
-            ("STRIPE_API_BASE".into(), self.stripe.base()),
-            ("CLOUDFLARE_API_TOKEN".into(), CF_TOKEN.into()),
-            ("CLOUDFLARE_ACCOUNT_ID".into(), "acc123".into()),
-            ("CLOUDFLARE_TUNNEL_ID".into(), "tun456".into()),
-            (
-                "CLOUDFLARE_API_BASE".into(),
-                format!("{}/client/v4", self.cloudflare.base()),
-            ),
-            ("CLOUDFLARED_METRICS_URL".into(), self.cloudflared.base()),
-            ("BASE_URL".into(), format!("{}/", self.hostname.base())),
-            ("DOCTOR_MIN_INTERVAL_MS".into(), "0".into()),
-            ("CHECK_TIMEOUT_MS".into(), "3000".into()),
-        ]
-    }
-}
-
-pub fn with<'a>(
-    base: &'a [(String, String)],
-    extra: &[(&'a str, &'a str)],
-) -> Vec<(&'a str, &'a str)> {
-    let mut env: Vec<(&str, &str)> = base.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    env.extend_from_slice(extra);
-    env
-}
-
-async fn run(app: &TestApp) -> Value {
+async fn run(app: &ApiClient) -> Value {
     let (status, body) = app.post("/ops/doctor/run", json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body
@@ -109,7 +45,7 @@ async fn failures_open_extend_escalate_and_recover(backend: Backend) {
     };
     let stack = Stack::healthy().await;
     let env = stack.env();
-    let app = TestApp::spawn_with(
+    let app = InProcessApp::spawn_with(
         &db,
         &with(
             &env,
@@ -119,7 +55,8 @@ async fn failures_open_extend_escalate_and_recover(backend: Backend) {
             ],
         ),
         &[],
-    );
+    )
+    .await;
 
     let healthy = run(&app).await;
     let names: Vec<&str> = healthy["results"]
@@ -275,11 +212,12 @@ async fn concurrent_runs_share_one_and_new_runs_are_rate_limited() {
         .openai
         .set(OpenAiMode::Slow(Duration::from_millis(700)));
     let env = stack.env();
-    let app = TestApp::spawn_with(
+    let app = InProcessApp::spawn_with(
         &db,
         &with(&env, &[("DOCTOR_MIN_INTERVAL_MS", "60000")]),
         &[],
-    );
+    )
+    .await;
     let calls = (0..5).map(|_| app.post("/ops/doctor/run", json!({})));
     let results = futures::future::join_all(calls).await;
     let ids: std::collections::HashSet<&str> = results
@@ -321,7 +259,9 @@ async fn a_hanging_check_ends_the_run_at_its_own_timeout() {
         .stripe
         .set(StripeMode::Slow(Duration::from_millis(300)));
     let env = stack.env();
-    let app = TestApp::spawn_with(&db, &with(&env, &[("CHECK_TIMEOUT_MS_OPENAI", "800")]), &[]);
+    let app =
+        InProcessApp::spawn_with(&db, &with(&env, &[("CHECK_TIMEOUT_MS_OPENAI", "800")]), &[])
+            .await;
     let started = Instant::now();
     let body = run(&app).await;
     let wall = started.elapsed();
@@ -341,11 +281,12 @@ async fn health_status_db_and_readiness_follow_required_checks() {
     let stack = Stack::healthy().await;
     stack.stripe.set(StripeMode::InvalidKey);
     let env = stack.env();
-    let app = TestApp::spawn_with(
+    let app = InProcessApp::spawn_with(
         &db,
         &with(&env, &[("REQUIRED_CHECKS", "database,stripe")]),
         &[],
-    );
+    )
+    .await;
 
     let (status, body) = app.get("/health/db").await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -397,7 +338,8 @@ async fn the_background_monitor_keeps_results_fresh() {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     let stack = Stack::healthy().await;
     let env = stack.env();
-    let app = TestApp::spawn_with(&db, &with(&env, &[("DOCTOR_INTERVAL_MS", "300")]), &[]);
+    let app =
+        InProcessApp::spawn_with(&db, &with(&env, &[("DOCTOR_INTERVAL_MS", "300")]), &[]).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let (_, bundle) = app.get("/ops/doctor").await;

@@ -14,7 +14,7 @@ use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{json, Value};
 
-use crate::helpers::{Backend, TestApp, TestDb, ADMIN_TOKEN};
+use crate::helpers::{Backend, InProcessApp, TestDb};
 
 /// The size of the small disk, and how much of it the filler leaves free.
 const DISK_BYTES: u64 = 4 << 20;
@@ -65,65 +65,20 @@ impl Drop for SmallDisk {
     }
 }
 
-struct InProcess {
-    base: String,
-    client: reqwest::Client,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl InProcess {
-    async fn start(db: &TestDb) -> Self {
-        let url = db.url.clone();
-        let config = api::Config::from_lookup(|name| match name {
-            "DATABASE_URL" => Some(url.clone()),
-            "PORT" => Some("0".to_owned()),
-            "ADMIN_TOKEN" => Some(ADMIN_TOKEN.to_owned()),
-            "DOCTOR_INTERVAL_MS" => Some("0".to_owned()),
-            "READY_CACHE_TTL_MS" => Some("0".to_owned()),
-            "DB_ACQUIRE_TIMEOUT_MS" => Some("3000".to_owned()),
-            _ => None,
-        })
-        .expect("config");
-        let app = api::Application::build(config, true).await.expect("build");
-        let base = format!("http://{}", app.local_addr().expect("addr"));
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(app.run_until_stopped(async {
-            let _ = stopped.await;
-        }));
-        Self {
-            base,
-            client: reqwest::Client::new(),
-            stop: Some(stop),
-            server,
-        }
+/// One request with a bound on its wait, so a stuck write fails the test instead of hanging it.
+async fn send(
+    app: &InProcessApp,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = app.request(method, path).timeout(Duration::from_secs(30));
+    if let Some(body) = body {
+        request = request.json(&body);
     }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut request = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(ADMIN_TOKEN)
-            .timeout(Duration::from_secs(30));
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("request");
-        let status = response.status();
-        (status, response.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.server.await.expect("join").expect("server");
-    }
+    let response = request.send().await.expect("request");
+    let status = response.status();
+    (status, response.json().await.unwrap_or(Value::Null))
 }
 
 /// Acknowledged ids of each kind.
@@ -137,34 +92,34 @@ struct Acknowledged {
 
 impl Acknowledged {
     /// One round of writes: a large incident, an event on it, a deploy started and finished.
-    async fn round(&mut self, app: &InProcess, n: usize) {
+    async fn round(&mut self, app: &InProcessApp, n: usize) {
         let padding = "x".repeat(30_000);
-        let (status, body) = app
-            .send(
-                reqwest::Method::POST,
-                "/ops/incidents",
-                Some(json!({
-                    "severity": "WARN", "category": "OTHER", "summary": format!("disk round {n}"),
-                    "detailsJson": { "padding": padding, "round": n },
-                })),
-            )
-            .await;
+        let (status, body) = send(
+            app,
+            reqwest::Method::POST,
+            "/ops/incidents",
+            Some(json!({
+                "severity": "WARN", "category": "OTHER", "summary": format!("disk round {n}"),
+                "detailsJson": { "padding": padding, "round": n },
+            })),
+        )
+        .await;
         let Some(id) = self.note(status, &body) else {
             return;
         };
         self.incidents.push(id.clone());
-        let (status, body) = app
-            .send(
-                reqwest::Method::POST,
-                &format!("/ops/incidents/{id}/events"),
-                Some(json!({ "eventType": "RECOVERY_ATTEMPTED", "message": "x".repeat(9_000) })),
-            )
-            .await;
+        let (status, body) = send(
+            app,
+            reqwest::Method::POST,
+            &format!("/ops/incidents/{id}/events"),
+            Some(json!({ "eventType": "RECOVERY_ATTEMPTED", "message": "x".repeat(9_000) })),
+        )
+        .await;
         if let Some(event) = self.note(status, &body) {
             self.events.push((id, event));
         }
-        let (status, body) = app
-            .send(
+        let (status, body) = send(
+                app,
                 reqwest::Method::POST,
                 "/ops/deploys",
                 Some(json!({ "environment": "prod", "version": format!("v{n}"), "startedBy": "ci", "externalIds": { "note": "x".repeat(9_000) } })),
@@ -201,7 +156,15 @@ async fn a_full_disk_never_acknowledges_a_write_that_did_not_commit() {
         "sqlite://{}?mode=rwc",
         disk.path.join("opsdoctor.db").display()
     );
-    let app = InProcess::start(&db).await;
+    let app = InProcessApp::spawn_with(
+        &db,
+        &[
+            ("READY_CACHE_TTL_MS", "0"),
+            ("DB_ACQUIRE_TIMEOUT_MS", "3000"),
+        ],
+        &[],
+    )
+    .await;
     // Fill the disk but for a little room, as a log file or a backup would.
     let filler = disk.path.join("filler");
     let room = disk.free_bytes().saturating_sub(HEADROOM_BYTES);
@@ -222,13 +185,13 @@ async fn a_full_disk_never_acknowledges_a_write_that_did_not_commit() {
     );
 
     // The failure shows: readiness and the database check say the storage refuses writes.
-    let (status, ready) = app.send(reqwest::Method::GET, "/health/ready", None).await;
+    let (status, ready) = send(&app, reqwest::Method::GET, "/health/ready", None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{ready}");
     assert_eq!(
         ready["checks"]["database"]["reason"], "write_failed",
         "{ready}"
     );
-    let (status, health) = app.send(reqwest::Method::GET, "/health/db", None).await;
+    let (status, health) = send(&app, reqwest::Method::GET, "/health/db", None).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{health}");
     assert_eq!(health["reason"], "write_failed", "{health}");
 
@@ -244,12 +207,12 @@ async fn a_full_disk_never_acknowledges_a_write_that_did_not_commit() {
         acked.incidents.len() >= before + 5,
         "writes did not recover"
     );
-    let (status, ready) = app.send(reqwest::Method::GET, "/health/ready", None).await;
+    let (status, ready) = send(&app, reqwest::Method::GET, "/health/ready", None).await;
     assert_eq!(status, StatusCode::OK, "{ready}");
     app.stop().await;
 
-    // After a restart of the real binary, every acknowledged write is there.
-    let restarted = TestApp::spawn(&db);
+    // After a restart, on a pool of its own, every acknowledged write is there.
+    let restarted = InProcessApp::spawn(&db).await;
     for id in &acked.incidents {
         let (status, body) = restarted.get(&format!("/ops/incidents/{id}")).await;
         assert_eq!(

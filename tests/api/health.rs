@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::helpers::{run_cli, Backend, TestApp, TestDb};
+use crate::helpers::{run_cli, Backend, InProcessApp, TestApp, TestDb};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -17,7 +17,7 @@ async fn live_ready_and_aliases(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
-    let app = TestApp::spawn(&db);
+    let app = InProcessApp::spawn(&db).await;
     for path in ["/health/live", "/health"] {
         let (status, body) = app.get(path).await;
         assert_eq!(status, StatusCode::OK, "{path}");
@@ -43,11 +43,12 @@ async fn no_migrate_is_not_ready_until_migrated(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
-    let app = TestApp::spawn_with(
+    let app = InProcessApp::spawn_with(
         &db,
         &[("READY_CACHE_TTL_MS", "100")],
         &["serve", "--no-migrate"],
-    );
+    )
+    .await;
     let (status, _) = app.get("/health/live").await;
     assert_eq!(status, StatusCode::OK, "liveness does no I/O");
     let (status, body) = app.get("/health/ready").await;
@@ -116,7 +117,7 @@ async fn sigterm_turns_readiness_off_then_exits_zero(backend: Backend) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_probe_storm_costs_one_database_check_per_ttl() {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
-    let app = TestApp::spawn_with(&db, &[("READY_CACHE_TTL_MS", "60000")], &[]);
+    let app = InProcessApp::spawn_with(&db, &[("READY_CACHE_TTL_MS", "60000")], &[]).await;
     let probes = (0..200).map(|_| app.client.get(format!("{}/health/ready", app.base)).send());
     for resp in futures::future::join_all(probes).await {
         assert_eq!(resp.unwrap().status(), StatusCode::OK);

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::helpers::{Backend, TestApp, TestDb};
+use crate::helpers::{ApiClient, Backend, InProcessApp, TestDb};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -23,7 +23,7 @@ fn is_prisma_cuid(id: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
 }
 
-async fn open(app: &TestApp, body: Value) -> Value {
+async fn open(app: &ApiClient, body: Value) -> Value {
     let (status, created) = app.post("/ops/incidents", body).await;
     assert!(
         status == StatusCode::CREATED || status == StatusCode::OK,
@@ -36,7 +36,7 @@ async fn lifecycle(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
-    let app = TestApp::spawn(&db);
+    let app = InProcessApp::spawn(&db).await;
 
     let resp = app
         .request(reqwest::Method::POST, "/ops/incidents")
@@ -131,7 +131,7 @@ async fn fingerprint_dedupe(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
-    let app = TestApp::spawn(&db);
+    let app = InProcessApp::spawn(&db).await;
     let report = json!({"severity": "CRITICAL", "category": "DB", "summary": "db timeout", "fingerprint": "database:timeout"});
 
     let (status, first) = app.post("/ops/incidents", report.clone()).await;
@@ -178,7 +178,7 @@ async fn list_filters_and_stable_pagination(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
-    let app = TestApp::spawn(&db);
+    let app = InProcessApp::spawn(&db).await;
     let kinds = [
         ("DB", "CRITICAL"),
         ("API", "WARN"),
@@ -284,7 +284,7 @@ async fn timeline_and_stats(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
-    let app = TestApp::spawn(&db);
+    let app = InProcessApp::spawn(&db).await;
     let started = chrono::Utc::now() - chrono::Duration::seconds(1);
     let a = open(
         &app,

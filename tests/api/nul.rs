@@ -4,7 +4,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{decode, Backend, TestApp, TestDb};
+use crate::helpers::{decode, Backend, InProcessApp, TestDb};
 use crate::on_both_backends;
 
 on_both_backends!(nul_is_refused_everywhere_and_nothing_is_stored);
@@ -13,7 +13,7 @@ async fn nul_is_refused_everywhere_and_nothing_is_stored(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
-    let app = TestApp::spawn(&db);
+    let app = InProcessApp::spawn(&db).await;
     let (status, created) = app
         .post(
             "/ops/incidents",

@@ -11,8 +11,8 @@ use testkit::hostname::HostnameMode;
 use testkit::openai::OpenAiMode;
 use testkit::stripe::StripeMode;
 
-use crate::doctor::{with, Stack};
 use crate::helpers::{decode, run_cli, Backend, TestApp, TestDb};
+use crate::helpers::{with, Stack};
 use crate::on_both_backends;
 
 on_both_backends!(

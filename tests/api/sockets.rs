@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{decode, Backend, TestApp, TestDb, ADMIN_TOKEN};
+use crate::helpers::{decode, ApiClient, Backend, InProcessApp, TestApp, TestDb, ADMIN_TOKEN};
 use crate::on_both_backends;
 
 on_both_backends!(
@@ -19,13 +19,17 @@ on_both_backends!(
     a_fail_verdict_and_readiness_503_are_not_logged_as_errors
 );
 
-fn addr(app: &TestApp) -> String {
+fn addr(app: &ApiClient) -> String {
     app.base.trim_start_matches("http://").to_owned()
 }
 
 /// Sends `head` on a fresh connection and reads until the server closes it, for at most `within`.
 /// Returns what was read and how long the server took to close, or `None` if it did not.
-async fn send_and_read(app: &TestApp, head: &[u8], within: Duration) -> (String, Option<Duration>) {
+async fn send_and_read(
+    app: &ApiClient,
+    head: &[u8],
+    within: Duration,
+) -> (String, Option<Duration>) {
     let mut stream = TcpStream::connect(addr(app)).await.unwrap();
     let started = Instant::now();
     stream.write_all(head).await.unwrap();
@@ -53,14 +57,15 @@ fn json_body(response: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_and_half_sent_connections_are_closed_within_their_timeouts() {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
-    let app = TestApp::spawn_with(
+    let app = InProcessApp::spawn_with(
         &db,
         &[
             ("IDLE_TIMEOUT_MS", "1000"),
             ("HEADER_READ_TIMEOUT_MS", "500"),
         ],
         &[],
-    );
+    )
+    .await;
     let within = Duration::from_secs(5);
     let idle = (0..50).map(|_| send_and_read(&app, b"", within));
     let half =
@@ -127,7 +132,7 @@ async fn a_declared_oversize_body_is_refused_at_once(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
-    let app = TestApp::spawn(&db);
+    let app = InProcessApp::spawn(&db).await;
     let head = format!(
         "POST /ops/incidents HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n"
     );
@@ -145,7 +150,7 @@ async fn error_bodies_are_json(backend: Backend) {
     let Some(db) = TestDb::new(backend).await else {
         return;
     };
-    let app = TestApp::spawn_with(&db, &[("REQUEST_TIMEOUT_MS", "300")], &[]);
+    let app = InProcessApp::spawn_with(&db, &[("REQUEST_TIMEOUT_MS", "300")], &[]).await;
 
     // 408: a body that never arrives in full.
     let head = format!(
