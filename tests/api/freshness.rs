@@ -6,7 +6,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use testkit::openai::OpenAiMode;
 
-use crate::helpers::{Backend, TestApp, TestDb};
+use crate::helpers::{Backend, InProcessApp, TestDb};
 use crate::on_both_backends;
 
 on_both_backends!(concurrent_gate_calls_and_probes_share_one_run_per_stale_check);
@@ -18,7 +18,7 @@ async fn concurrent_gate_calls_and_probes_share_one_run_per_stale_check(backend:
     // Slow enough that every caller below arrives while the first run is in flight.
     let openai = testkit::openai::start(OpenAiMode::Slow(Duration::from_millis(400))).await;
     let base = format!("{}/v1", openai.base());
-    let app = TestApp::spawn_with(
+    let app = InProcessApp::spawn_with(
         &db,
         &[
             ("OPENAI_API_KEY", "sk-proj-freshness0123456789abcdef"),
@@ -27,7 +27,8 @@ async fn concurrent_gate_calls_and_probes_share_one_run_per_stale_check(backend:
             ("DOCTOR_INTERVAL_MS", "0"),
         ],
         &[],
-    );
+    )
+    .await;
 
     let gates = (0..20).map(|n| {
         let request = app.request(

@@ -1,4 +1,6 @@
-//! End-to-end tests: the real `opsdoctor` binary against real SQLite and PostgreSQL databases.
+//! End-to-end tests against real SQLite and PostgreSQL databases: the service in process on port 0
+//! for most flows, the real `opsdoctor` binary where the process boundary is the point (exit codes,
+//! signals, two processes racing, the process's own log).
 
 mod helpers;
 
