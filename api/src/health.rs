@@ -1,26 +1,14 @@
-//! `/health/*`, `/health`, `/ready` and `/version`: what load balancers and Kubernetes probe.
-//!
-//! Readiness runs the required checks through the one registry, each served from a result no
-//! older than its TTL, so a storm of probes costs one database check per `READY_CACHE_TTL_MS`.
+//! `/health/*`, `/health`, `/ready` and `/version`: what load balancers and Kubernetes probe. The
+//! readiness decision itself is [`crate::readiness`].
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
-use std::time::Duration;
-
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use checks::{database, CheckResult, Status};
-use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use crate::config::Config;
-use crate::freshness::Freshness;
-use crate::state::{AppState, Lifecycle};
-use crate::suite::Observed;
+use crate::state::AppState;
 
 /// Liveness: a constant answer, so it needs no middleware at all.
 pub fn liveness_router() -> Router<AppState> {
@@ -74,41 +62,6 @@ async fn ready(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-fn render_ready(
-    results: &[Arc<Observed>],
-    expected: usize,
-    shutting_down: bool,
-) -> (StatusCode, Bytes) {
-    let failing = results.iter().any(|o| o.result.status == Status::Fail);
-    let ok = !failing && !shutting_down && results.len() == expected;
-    let checks: serde_json::Map<String, serde_json::Value> = results
-        .iter()
-        .map(|o| {
-            let r = &o.result;
-            let entry = json!({
-                "status": r.status,
-                "reason": r.reason,
-                "message": r.message,
-                "hint": r.hint,
-                "latencyMs": r.latency_ms,
-                "checkedAt": o.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            });
-            (r.name.clone(), entry)
-        })
-        .collect();
-    let body = json!({
-        "status": if ok { "ready" } else { "not_ready" },
-        "shuttingDown": shutting_down,
-        "checks": checks,
-    });
-    let status = if ok {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Bytes::from(body.to_string()))
-}
-
 /// `GET /health/db`: whether the database is ready, and how fast it answers.
 async fn db(State(state): State<AppState>) -> Response {
     let observed = state.readiness.database().await;
@@ -141,135 +94,4 @@ fn no_store(mut response: Response) -> Response {
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
-}
-
-/// Readiness: the required checks (the database always among them), each served from a result
-/// younger than its TTL; stale ones are re-run together, once, however many probes arrive.
-pub struct Readiness {
-    fresh: Arc<Freshness>,
-    db_ttl: Duration,
-    external_ttl: Duration,
-    lifecycle: Lifecycle,
-    last_db_failure: std::sync::Mutex<Option<(DateTime<Utc>, CheckResult)>>,
-    /// The last answer and the results it was rendered from: a probe storm between two refreshes
-    /// is served these bytes.
-    rendered: std::sync::Mutex<Option<Rendered>>,
-}
-
-struct Rendered {
-    from: Vec<Arc<Observed>>,
-    shutting_down: bool,
-    status: StatusCode,
-    body: Bytes,
-}
-
-impl Readiness {
-    pub fn new(fresh: Arc<Freshness>, config: &Config, lifecycle: Lifecycle) -> Self {
-        Self {
-            fresh,
-            db_ttl: config.ready_cache_ttl,
-            external_ttl: config.ready_external_cache_ttl.max(config.ready_cache_ttl),
-            lifecycle,
-            last_db_failure: std::sync::Mutex::new(None),
-            rendered: std::sync::Mutex::new(None),
-        }
-    }
-
-    /// The checks readiness depends on: the database and every required check.
-    pub fn required(&self) -> BTreeSet<String> {
-        let mut names = self.fresh.registry().policy().required.clone();
-        names.insert(database::NAME.to_owned());
-        names
-    }
-
-    fn ttl(&self, name: &str) -> Duration {
-        if name == database::NAME {
-            self.db_ttl
-        } else {
-            self.external_ttl
-        }
-    }
-
-    /// Fresh-enough results for `names`, in registry order, re-running the stale ones.
-    pub async fn results(&self, names: &BTreeSet<String>) -> Vec<Arc<Observed>> {
-        let results = self.fresh.results(names, |n| self.ttl(n)).await;
-        if let Some(db) = results.iter().find(|o| o.result.name == database::NAME) {
-            self.note_database(db);
-        }
-        results
-    }
-
-    /// Logs a failing database result once, and keeps it for the doctor's bundle.
-    fn note_database(&self, db: &Observed) {
-        if db.result.status == Status::Pass {
-            return;
-        }
-        let Ok(mut last) = self.last_db_failure.lock() else {
-            return;
-        };
-        if last.as_ref().is_some_and(|(at, _)| *at == db.at) {
-            return;
-        }
-        if !self.lifecycle.is_shutting_down() {
-            tracing::warn!(reason = ?db.result.reason, message = %db.result.message, "database not ready");
-        }
-        *last = Some((db.at, db.result.clone()));
-    }
-
-    /// The database check, from a result no older than `READY_CACHE_TTL_MS`.
-    pub async fn database(&self) -> Arc<Observed> {
-        let names = BTreeSet::from([database::NAME.to_owned()]);
-        self.results(&names)
-            .await
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| {
-                // Not expected: the registry always holds the database check.
-                Arc::new(Observed::now(CheckResult::fail(
-                    database::NAME,
-                    checks::Reason::Unreachable,
-                    "no database check is registered",
-                    "report this as a bug",
-                )))
-            })
-    }
-
-    /// The most recent failing database result, for the doctor's bundle.
-    pub fn last_database_failure(&self) -> Option<(DateTime<Utc>, CheckResult)> {
-        self.last_db_failure.lock().ok()?.clone()
-    }
-
-    /// The readiness answer for these results, rendered once per change of results.
-    pub fn answer(
-        &self,
-        results: &[Arc<Observed>],
-        expected: usize,
-        shutting_down: bool,
-    ) -> (StatusCode, Bytes) {
-        let Ok(mut cache) = self.rendered.lock() else {
-            return render_ready(results, expected, shutting_down);
-        };
-        if let Some(r) = cache.as_ref() {
-            let same = r.shutting_down == shutting_down
-                && r.from.len() == results.len()
-                && r.from.iter().zip(results).all(|(a, b)| Arc::ptr_eq(a, b));
-            if same {
-                return (r.status, r.body.clone());
-            }
-        }
-        let (status, body) = render_ready(results, expected, shutting_down);
-        *cache = Some(Rendered {
-            from: results.to_vec(),
-            shutting_down,
-            status,
-            body: body.clone(),
-        });
-        (status, body)
-    }
-
-    /// How many check runs readiness and the gate have made, for measuring probe-storm
-    /// protection.
-    pub fn checks_run(&self) -> u64 {
-        self.fresh.runs()
-    }
 }

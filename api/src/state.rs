@@ -1,7 +1,6 @@
 //! Application state: the handles every request shares, behind one `Arc` so that handing them to
 //! a request (axum clones the state for every extractor and middleware) is one atomic increment.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::FromRef;
@@ -13,7 +12,8 @@ use crate::doctor::Doctor;
 use crate::extract::BodyLimit;
 use crate::freshness::Freshness;
 use crate::gate::Gate;
-use crate::health::Readiness;
+use crate::lifecycle::Lifecycle;
+use crate::readiness::Readiness;
 use crate::store::{DeployStore, EvaluationStore, IncidentStore, RunStore};
 use crate::suite::{build_registry, LatestResults};
 
@@ -78,21 +78,5 @@ impl AppState {
 impl FromRef<AppState> for BodyLimit {
     fn from_ref(state: &AppState) -> Self {
         BodyLimit(state.config.max_body_bytes)
-    }
-}
-
-/// Whether the process has begun shutting down; readiness turns 503 the moment it has.
-#[derive(Clone, Default)]
-pub struct Lifecycle {
-    shutting_down: Arc<AtomicBool>,
-}
-
-impl Lifecycle {
-    pub fn begin_shutdown(&self) {
-        self.shutting_down.store(true, Ordering::SeqCst);
-    }
-
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::SeqCst)
     }
 }

@@ -28,8 +28,8 @@ use activity::{Activity, InFlight, Tracked};
 use heap::StormTrim;
 
 use crate::config::Config;
+use crate::lifecycle::Lifecycle;
 use crate::limits;
-use crate::state::Lifecycle;
 
 /// File descriptors kept free for everything that is not a client connection: the database
 /// pool, log files, outbound check requests.
