@@ -7,8 +7,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use crate::http::{failure_for, join, transport_reason};
-use crate::registry::Check;
-use crate::{CheckName, CheckResult, Reason, Status};
+use crate::registry::{on_settings, Check};
+use crate::{CheckName, CheckResult, Reason};
 
 pub const NAME: &str = CheckName::Cloudflare.as_str();
 
@@ -224,12 +224,6 @@ impl Check for CloudflareCheck {
     }
 
     fn run(&self) -> BoxFuture<'_, CheckResult> {
-        Box::pin(async move {
-            match &self.settings {
-                Some(s) => self.check(s).await,
-                None => CheckResult::not_configured(NAME, false, self.settings())
-                    .with_status(Status::Skipped),
-            }
-        })
+        on_settings(self, self.settings.as_ref(), |s| Box::pin(self.check(s)))
     }
 }

@@ -16,5 +16,5 @@ pub mod tunnel;
 pub mod write_health;
 
 pub use name::{CheckName, UnknownCheck};
-pub use registry::{overall, Check, Registry, RegistryPolicy, SuiteRun};
+pub use registry::{on_settings, overall, Check, Registry, RegistryPolicy, SuiteRun};
 pub use result::{with_timeout, CheckResult, Reason, Status};

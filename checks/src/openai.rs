@@ -10,8 +10,8 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::http::{status_failure, transport_failure};
-use crate::registry::Check;
-use crate::{CheckName, CheckResult, Reason, Status};
+use crate::registry::{on_settings, Check};
+use crate::{CheckName, CheckResult, Reason};
 
 pub const NAME: &str = CheckName::Openai.as_str();
 
@@ -169,12 +169,6 @@ impl Check for OpenAiCheck {
     }
 
     fn run(&self) -> BoxFuture<'_, CheckResult> {
-        Box::pin(async move {
-            match &self.settings {
-                Some(s) => self.check(s).await,
-                None => CheckResult::not_configured(NAME, false, self.settings())
-                    .with_status(Status::Skipped),
-            }
-        })
+        on_settings(self, self.settings.as_ref(), |s| Box::pin(self.check(s)))
     }
 }

@@ -24,6 +24,23 @@ pub trait Check: Send + Sync {
     fn run(&self) -> BoxFuture<'_, CheckResult>;
 }
 
+/// A check's run on its settings. The registry never runs a check that is not configured; should
+/// one be run all the same, it reports itself skipped rather than fail.
+pub fn on_settings<'a, S: Sync>(
+    check: &'a dyn Check,
+    settings: Option<&'a S>,
+    run: impl FnOnce(&'a S) -> BoxFuture<'a, CheckResult> + Send + 'a,
+) -> BoxFuture<'a, CheckResult> {
+    match settings {
+        Some(s) => run(s),
+        None => Box::pin(std::future::ready(CheckResult::not_configured(
+            check.name().as_str(),
+            false,
+            check.settings(),
+        ))),
+    }
+}
+
 /// Timeouts and the required list, shared by every consumer of the registry.
 #[derive(Debug, Clone)]
 pub struct RegistryPolicy {

@@ -8,8 +8,8 @@ use stripe::{ErrorCode, StripeError};
 
 use crate::http::{failure_for, join, status_failure, transport_reason};
 use crate::mask::mask_secret;
-use crate::registry::Check;
-use crate::{CheckName, CheckResult, Reason, Status};
+use crate::registry::{on_settings, Check};
+use crate::{CheckName, CheckResult, Reason};
 
 pub const NAME: &str = CheckName::Stripe.as_str();
 
@@ -245,12 +245,6 @@ impl Check for StripeCheck {
     }
 
     fn run(&self) -> BoxFuture<'_, CheckResult> {
-        Box::pin(async move {
-            match &self.settings {
-                Some(s) => self.check(s).await,
-                None => CheckResult::not_configured(NAME, false, self.settings())
-                    .with_status(Status::Skipped),
-            }
-        })
+        on_settings(self, self.settings.as_ref(), |s| Box::pin(self.check(s)))
     }
 }
