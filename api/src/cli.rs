@@ -270,15 +270,8 @@ async fn serve(config: &Config) -> ExitCode {
 }
 
 async fn migrate(config: &Config, action: MigrateAction) -> ExitCode {
-    let conn = match db::connect(config).await {
-        Ok(conn) => conn,
-        Err(err) => {
-            eprintln!(
-                "opsdoctor: cannot open the database {}: {err}",
-                config.database_location()
-            );
-            return ExitCode::FAILURE;
-        }
+    let Some(conn) = db::connect_for_command(config).await else {
+        return ExitCode::FAILURE;
     };
     let result = match action {
         MigrateAction::Up => db::migrate_up(&conn).await.map(|applied| {

@@ -128,6 +128,21 @@ async fn checkpoint_loop(db: DatabaseConnection) {
     }
 }
 
+/// [`connect`] for a command-line command: on failure, says why on stderr (the location masked)
+/// and gives `None`.
+pub async fn connect_for_command(config: &Config) -> Option<DatabaseConnection> {
+    match connect(config).await {
+        Ok(conn) => Some(conn),
+        Err(err) => {
+            eprintln!(
+                "opsdoctor: cannot open the database {}: {err}",
+                config.database_location()
+            );
+            None
+        }
+    }
+}
+
 /// Applies every pending migration; returns the names applied.
 pub async fn migrate_up(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
     let pending: Vec<String> = Migrator::get_pending_migrations(db)

@@ -24,15 +24,8 @@ pub async fn run(config: &Config, json: bool, only: &[String]) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let conn = match db::connect(config).await {
-        Ok(conn) => conn,
-        Err(err) => {
-            eprintln!(
-                "opsdoctor: cannot open the database {}: {err}",
-                config.database_location()
-            );
-            return ExitCode::FAILURE;
-        }
+    let Some(conn) = db::connect_for_command(config).await else {
+        return ExitCode::FAILURE;
     };
     let registry = suite::build_registry(config, conn, Default::default());
     let run = registry
