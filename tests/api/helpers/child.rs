@@ -66,6 +66,23 @@ impl TestApp {
 
     /// Starts the binary on port 0 and waits for it to log the address it bound.
     pub fn spawn_with(db: &TestDb, env: &[(&str, &str)], args: &[&str]) -> Self {
+        Self::start(Self::command(db, env, args), env)
+    }
+
+    /// Like [`Self::spawn`], with the child's soft open-file limit set to `soft` and its hard limit
+    /// left as the test's: a service started by a supervisor with a low default limit.
+    pub fn spawn_with_soft_nofile(db: &TestDb, soft: u64) -> Self {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = Self::command(db, &[], &[]);
+        let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).expect("open-file limits");
+        // SAFETY: between fork and exec this only calls setrlimit, which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(move || rlimit::setrlimit(rlimit::Resource::NOFILE, soft, hard));
+        }
+        Self::start(cmd, &[])
+    }
+
+    fn command(db: &TestDb, env: &[(&str, &str)], args: &[&str]) -> Command {
         let mut cmd = base_command(db.dir.path());
         cmd.env("DATABASE_URL", &db.url)
             .env("PORT", "0")
@@ -74,6 +91,10 @@ impl TestApp {
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        cmd
+    }
+
+    fn start(mut cmd: Command, env: &[(&str, &str)]) -> Self {
         let mut child = cmd.spawn().expect("start opsdoctor");
         let logs = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
