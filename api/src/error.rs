@@ -79,7 +79,16 @@ impl ApiError {
         }
     }
 
-    fn status(&self) -> StatusCode {
+    /// The JSON body every error answer carries: `{"error": {"code", "message", "field"}}`.
+    pub fn envelope(&self) -> serde_json::Value {
+        let field = match self {
+            Self::BadRequest { field, .. } | Self::Invalid { field, .. } => field.clone(),
+            _ => None,
+        };
+        json!({ "error": { "code": self.code(), "message": self.to_string(), "field": field } })
+    }
+
+    pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -131,12 +140,7 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        let field = match &self {
-            Self::BadRequest { field, .. } | Self::Invalid { field, .. } => field.clone(),
-            _ => None,
-        };
-        let body = json!({ "error": { "code": self.code(), "message": self.to_string(), "field": field } });
-        let mut response = (self.status(), axum::Json(body)).into_response();
+        let mut response = (self.status(), axum::Json(self.envelope())).into_response();
         match self {
             Self::Unauthorized => {
                 response

@@ -203,6 +203,45 @@ async fn error_bodies_are_json(backend: Backend) {
         );
         assert_eq!(body["error"]["code"], "headers_too_large", "{body}");
     }
+
+    // What hyper answers before the service sees it: bytes that are not HTTP, more headers than it
+    // parses, a URI over 64 KiB. The same envelope, with a body length that fits.
+    // More headers than hyper parses (100): small, so the server reads all of it before answering.
+    let many_headers: String = (0..120).map(|n| format!("X-H{n}: v\r\n")).collect();
+    let huge_header = format!("GET /health/live HTTP/1.1\r\nHost: x\r\n{many_headers}\r\n");
+    let huge_uri = format!(
+        "GET /health/live?{} HTTP/1.1\r\nHost: x\r\n\r\n",
+        "d".repeat(70 * 1024)
+    );
+    for (head, status, code) in [
+        ("GARBAGE\r\n\r\n".to_owned(), "400", "bad_request"),
+        (
+            "GET / HTTP/1.1\r\nBad Header\r\n\r\n".to_owned(),
+            "400",
+            "bad_request",
+        ),
+        (huge_header, "431", "headers_too_large"),
+        (huge_uri, "414", "uri_too_long"),
+    ] {
+        let (response, _) = send_and_read(&app, head.as_bytes(), Duration::from_secs(5)).await;
+        assert!(
+            response.starts_with(&format!("HTTP/1.1 {status}")),
+            "{response:?}"
+        );
+        assert!(
+            response.contains("content-type: application/json"),
+            "{response:?}"
+        );
+        let body = json_body(&response);
+        assert_eq!(body["error"]["code"], code, "{response:?}");
+        let declared: usize = response
+            .split("content-length: ")
+            .nth(1)
+            .and_then(|rest| rest.split("\r\n").next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no content-length: {response:?}"));
+        assert_eq!(declared, body.to_string().len(), "{response:?}");
+    }
 }
 
 async fn answers_during_the_shutdown_delay_close_the_connection(backend: Backend) {

@@ -12,6 +12,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::ConnectionLimits;
+use crate::error::ApiError;
+use crate::limits;
 
 /// What a connection has been doing, for its idle and header-read deadlines. Times are
 /// milliseconds since the connection was accepted.
@@ -113,10 +115,50 @@ impl Drop for InFlight {
     }
 }
 
-/// A TCP stream that records when bytes move.
+/// A TCP stream that records when bytes move, and gives hyper's own error answers our JSON body.
 pub(super) struct Tracked {
     pub(super) stream: TcpStream,
     pub(super) activity: Arc<Activity>,
+    /// A rewritten answer being written: its bytes, how many are written, and how many bytes of
+    /// hyper's original to report once all are.
+    pub(super) rewrite: Option<(Vec<u8>, usize, usize)>,
+}
+
+/// hyper answers a request it cannot parse at all (bytes that are not HTTP, a head over its
+/// buffer, a URI over 64 KiB) by itself, before the service sees it, with an empty body. Such an
+/// answer is the only 400, 414 or 431 with `content-length: 0` (every error of the service
+/// carries a JSON body), so it is recognised here and given the one error envelope.
+fn with_json_body(head: &[u8]) -> Option<Vec<u8>> {
+    const EMPTY: &[u8] = b"\r\ncontent-length: 0\r\n";
+    let text = std::str::from_utf8(head).ok()?;
+    let status = text.strip_prefix("HTTP/1.1 ")?.get(..3)?;
+    let error = match status {
+        "400" => ApiError::bad_request(None, "the request is not valid HTTP/1.1"),
+        "414" => ApiError::UriTooLong {
+            limit: limits::MAX_URI_BYTES,
+        },
+        "431" => ApiError::HeadersTooLarge {
+            limit: limits::MAX_HEADER_BYTES,
+        },
+        _ => return None,
+    };
+    let at = head.windows(EMPTY.len()).position(|w| w == EMPTY)?;
+    if !head.ends_with(b"\r\n\r\n") {
+        return None;
+    }
+    let body = error.envelope().to_string();
+    let mut out = Vec::with_capacity(head.len() + body.len() + 48);
+    out.extend_from_slice(&head[..at]);
+    out.extend_from_slice(
+        format!(
+            "\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    out.extend_from_slice(&head[at + EMPTY.len()..]);
+    out.extend_from_slice(body.as_bytes());
+    Some(out)
 }
 
 impl AsyncRead for Tracked {
@@ -136,15 +178,35 @@ impl AsyncRead for Tracked {
 
 impl AsyncWrite for Tracked {
     fn poll_write(
-        mut self: Pin<&mut Self>,
+        self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let result = Pin::new(&mut self.stream).poll_write(cx, buf);
-        if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.on_write();
+        let this = self.get_mut();
+        if this.rewrite.is_none() {
+            this.rewrite = with_json_body(buf).map(|out| (out, 0, buf.len()));
         }
-        result
+        let Some((out, written, reported)) = &mut this.rewrite else {
+            let result = Pin::new(&mut this.stream).poll_write(cx, buf);
+            if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
+                this.activity.on_write();
+            }
+            return result;
+        };
+        // All of the rewritten answer goes out before hyper hears its own was written.
+        while *written < out.len() {
+            match Pin::new(&mut this.stream).poll_write(cx, &out[*written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    *written += n;
+                    this.activity.on_write();
+                }
+                other => return other,
+            }
+        }
+        let reported = *reported;
+        this.rewrite = None;
+        Poll::Ready(Ok(reported))
     }
 
     fn poll_write_vectored(
@@ -152,6 +214,11 @@ impl AsyncWrite for Tracked {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty()) {
+            if self.rewrite.is_some() || with_json_body(first).is_some() {
+                return self.poll_write(cx, first);
+            }
+        }
         let result = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
         if matches!(result, Poll::Ready(Ok(n)) if n > 0) {
             self.activity.on_write();

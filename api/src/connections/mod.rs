@@ -141,6 +141,7 @@ pub async fn serve(
         let io = TokioIo::new(Tracked {
             stream,
             activity: activity.clone(),
+            rewrite: None,
         });
         let conn = builder
             .serve_connection(io, hyper::service::service_fn(move |req| service.call(req)))
