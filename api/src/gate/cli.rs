@@ -11,7 +11,15 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
+use checks::Status;
+
+use super::{GateVerdict, Verdict};
 use crate::remote::{error_message, Remote, EXIT_UNUSABLE};
+
+/// The service's answer read as a verdict, when it is one.
+fn verdict_of(body: &Value) -> Option<GateVerdict> {
+    serde_json::from_value(body.clone()).ok()
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -35,11 +43,11 @@ pub struct GateArgs {
     pub format: Format,
 }
 
-fn verdict_code(verdict: &str) -> u8 {
+fn verdict_code(verdict: Verdict) -> u8 {
     match verdict {
-        "pass" => 0,
-        "partial" => 2,
-        _ => 1,
+        Verdict::Pass => 0,
+        Verdict::Partial => 2,
+        Verdict::Fail => 1,
     }
 }
 
@@ -47,46 +55,27 @@ fn encode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
-/// One line per check: `tunnel=not_routing stripe=pass`.
-fn check_words(body: &Value) -> String {
-    body["checks"]
-        .as_array()
-        .map(|checks| {
-            checks
-                .iter()
-                .map(|c| {
-                    let what = c["reason"]
-                        .as_str()
-                        .or_else(|| c["status"].as_str())
-                        .unwrap_or("?");
-                    format!("{}={what}", c["name"].as_str().unwrap_or("?"))
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
+/// One word per check: `tunnel=not_routing stripe=pass`.
+fn check_words(verdict: &GateVerdict) -> String {
+    verdict
+        .checks
+        .iter()
+        .map(|c| {
+            let what = c.reason.map_or(c.status.as_str(), |r| r.as_str());
+            format!("{}={what}", c.name)
         })
-        .unwrap_or_default()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Required checks failing for reasons that waiting cannot fix.
-fn permanent_failures(body: &Value) -> Vec<String> {
-    body["checks"]
-        .as_array()
-        .map(|checks| {
-            checks
-                .iter()
-                .filter(|c| {
-                    c["required"] == true && c["status"] == "fail" && c["transient"] == false
-                })
-                .map(|c| {
-                    format!(
-                        "{}={}",
-                        c["name"].as_str().unwrap_or("?"),
-                        c["reason"].as_str().unwrap_or("?")
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default()
+fn permanent_failures(verdict: &GateVerdict) -> Vec<String> {
+    verdict
+        .checks
+        .iter()
+        .filter(|c| c.required && c.status == Status::Fail && c.transient == Some(false))
+        .map(|c| format!("{}={}", c.name, c.reason.map_or("?", |r| r.as_str())))
+        .collect()
 }
 
 pub async fn run(args: GateArgs) -> ExitCode {
@@ -148,7 +137,7 @@ pub async fn run(args: GateArgs) -> ExitCode {
         .max(1);
     let mut attempt: u32 = 0;
     let mut streak: u32 = 0;
-    let mut last: Option<Value> = None;
+    let mut last: Option<(Value, GateVerdict)> = None;
     let mut last_problem = String::new();
     let mut last_failed;
     loop {
@@ -156,8 +145,10 @@ pub async fn run(args: GateArgs) -> ExitCode {
         let t = started.elapsed().as_secs();
         let prefix = format!("[{attempt}/{total} t={t}s]");
         let mut retry_after = None;
-        match remote.send(Method::GET, &query, None).await {
-            Ok(answer)
+        let answer = remote.send(Method::GET, &query, None).await;
+        let read = answer.as_ref().ok().and_then(|a| verdict_of(&a.body));
+        match (answer, read) {
+            (Ok(answer), _)
                 if answer.status == StatusCode::UNAUTHORIZED
                     || answer.status == StatusCode::FORBIDDEN =>
             {
@@ -165,28 +156,33 @@ pub async fn run(args: GateArgs) -> ExitCode {
                 eprintln!("opsdoctor gate: the service refused the token; check OPSDOCTOR_TOKEN");
                 return ExitCode::from(EXIT_UNUSABLE);
             }
-            Ok(answer) if answer.status == StatusCode::BAD_REQUEST => {
+            (Ok(answer), _) if answer.status == StatusCode::BAD_REQUEST => {
                 eprintln!("opsdoctor gate: {}", error_message(&answer));
                 return ExitCode::from(EXIT_UNUSABLE);
             }
-            Ok(answer) if answer.body["verdict"].is_string() => {
+            (Ok(answer), Some(read)) => {
                 last_failed = false;
-                let verdict = answer.body["verdict"].as_str().unwrap_or("fail").to_owned();
+                let verdict = read.verdict;
                 retry_after = answer.retry_after;
-                let accepted = verdict == "pass" || (verdict == "partial" && args.allow_partial);
+                let accepted =
+                    verdict == Verdict::Pass || (verdict == Verdict::Partial && args.allow_partial);
                 streak = if accepted { streak + 1 } else { 0 };
                 let progress = if accepted && args.consecutive_successes > 1 {
                     format!(" ({streak}/{} consecutive)", args.consecutive_successes)
                 } else {
                     String::new()
                 };
-                eprintln!("{prefix} {verdict} {}{progress}", check_words(&answer.body));
-                let permanent = permanent_failures(&answer.body);
-                last = Some(answer.body);
+                eprintln!(
+                    "{prefix} {} {}{progress}",
+                    verdict.as_str(),
+                    check_words(&read)
+                );
+                let permanent = permanent_failures(&read);
+                last = Some((answer.body, read));
                 if accepted && streak >= args.consecutive_successes {
                     break;
                 }
-                if verdict == "fail"
+                if verdict == Verdict::Fail
                     && !permanent.is_empty()
                     && started.elapsed() >= args.start_period
                 {
@@ -197,14 +193,14 @@ pub async fn run(args: GateArgs) -> ExitCode {
                     break;
                 }
             }
-            Ok(answer) => {
+            (Ok(answer), None) => {
                 last_failed = true;
                 streak = 0;
                 last_problem = format!("could not evaluate: {}", error_message(&answer));
                 eprintln!("{prefix} {last_problem}");
                 retry_after = answer.retry_after;
             }
-            Err(problem) => {
+            (Err(problem), _) => {
                 last_failed = true;
                 streak = 0;
                 last_problem = problem;
@@ -224,7 +220,7 @@ pub async fn run(args: GateArgs) -> ExitCode {
     let elapsed = started.elapsed().as_secs_f64();
     // An old verdict says nothing once the service stopped answering.
     let last = if last_failed { None } else { last };
-    let Some(body) = last else {
+    let Some((body, read)) = last else {
         eprintln!(
             "opsdoctor gate: no verdict within {}s: {last_problem}",
             args.timeout.as_secs()
@@ -237,16 +233,14 @@ pub async fn run(args: GateArgs) -> ExitCode {
         }
         return ExitCode::from(EXIT_UNUSABLE);
     };
-    let verdict = body["verdict"].as_str().unwrap_or("fail").to_owned();
-    let mut code = verdict_code(&verdict);
+    let mut code = verdict_code(read.verdict);
     if code == 0 && streak < args.consecutive_successes {
         code = 1; // passed, but not as many times in a row as asked before the deadline
     }
     match args.format {
         Format::Text => println!(
             "{} (gate {}, {attempt} attempt(s), {elapsed:.1}s)",
-            body["summary"].as_str().unwrap_or(&verdict),
-            body["gateId"].as_str().unwrap_or("?")
+            read.summary, read.gate_id
         ),
         Format::Json => {
             let mut out = body.clone();

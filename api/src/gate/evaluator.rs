@@ -8,7 +8,7 @@ use checks::{CheckResult, Registry, Status};
 use chrono::Utc;
 use entity::ops_gate_evaluation as evaluation;
 use sea_orm::ActiveValue::Set;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::freshness::Freshness;
@@ -16,7 +16,7 @@ use crate::kernel::{new_id, now, timestamp};
 use crate::store::{DeployStore, EvaluationStore, RunStore};
 
 /// The answer to "may this release go live?".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Every required check passes.
@@ -57,7 +57,7 @@ impl GateSource {
 }
 
 /// Where a verdict took a check's result from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ResultSource {
     /// This process's latest result, young enough.
@@ -85,7 +85,7 @@ pub struct GateRequest {
 }
 
 /// One check as the gate saw it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GateCheck {
     pub name: String,
@@ -103,8 +103,8 @@ pub struct GateCheck {
     pub source: ResultSource,
 }
 
-/// A recorded verdict.
-#[derive(Debug, Clone, Serialize)]
+/// A recorded verdict: what the gate answers, and what `opsdoctor gate` reads back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GateVerdict {
     pub gate_id: String,
