@@ -6,7 +6,9 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
+use super::routes::DeployJson;
 use crate::gate::cli::Format;
+use crate::kernel::PageJson;
 use crate::remote::{error_message, Remote, EXIT_UNUSABLE};
 
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -138,29 +140,34 @@ pub async fn run(url: &str, format: Format, action: DeploysAction) -> ExitCode {
         let unusable = matches!(answer.status.as_u16(), 401 | 403);
         return ExitCode::from(if unusable { EXIT_UNUSABLE } else { 1 });
     }
-    match (format, &action) {
-        (Format::Json, _) => println!("{}", answer.body),
-        (Format::Text, DeploysAction::Start { .. }) => {
-            println!("{}", answer.body["id"].as_str().unwrap_or_default())
+    if format == Format::Json {
+        println!("{}", answer.body);
+        return ExitCode::SUCCESS;
+    }
+    let read = |body: Value| serde_json::from_value::<DeployJson>(body).ok();
+    match action {
+        DeploysAction::Start { .. } => {
+            println!("{}", read(answer.body).map(|d| d.id).unwrap_or_default())
         }
-        (Format::Text, DeploysAction::Finish { .. }) => println!(
-            "{} {}{}",
-            answer.body["id"].as_str().unwrap_or_default(),
-            answer.body["status"].as_str().unwrap_or_default(),
-            answer.body["incidentId"]
-                .as_str()
-                .map(|i| format!(" (incident {i})"))
-                .unwrap_or_default()
-        ),
-        (Format::Text, DeploysAction::List { .. }) => {
-            for d in answer.body["items"].as_array().into_iter().flatten() {
+        DeploysAction::Finish { .. } => {
+            if let Some(d) = read(answer.body) {
+                let incident = d
+                    .incident_id
+                    .map(|i| format!(" (incident {i})"))
+                    .unwrap_or_default();
+                println!("{} {}{incident}", d.id, d.status);
+            }
+        }
+        DeploysAction::List { .. } => {
+            let page: PageJson<DeployJson> =
+                serde_json::from_value(answer.body).unwrap_or(PageJson {
+                    items: Vec::new(),
+                    next_cursor: None,
+                });
+            for d in page.items {
                 println!(
                     "{}  {:<12} {:<12} {:<24} {}",
-                    d["startedAt"].as_str().unwrap_or_default(),
-                    d["environment"].as_str().unwrap_or_default(),
-                    d["status"].as_str().unwrap_or_default(),
-                    d["version"].as_str().unwrap_or_default(),
-                    d["id"].as_str().unwrap_or_default()
+                    d.started_at, d.environment, d.status, d.version, d.id
                 );
             }
         }

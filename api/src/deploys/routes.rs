@@ -5,13 +5,13 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::gate::routes::evaluation_json;
-use crate::kernel::PageJson;
+use crate::kernel::{timestamp, PageJson};
 use crate::params::{parse_label, required_text, PageRequest};
 use crate::path::ApiPath;
 use crate::state::AppState;
@@ -50,22 +50,43 @@ struct FinishDeploy {
 }
 
 /// A deploy record as JSON.
-pub fn deploy_json(d: entity::ops_deploy::Model) -> Value {
-    json!({
-        "id": d.id,
-        "startedAt": crate::kernel::timestamp(&d.created_at),
-        "environment": d.environment,
-        "version": d.version,
-        "gitSha": d.git_sha,
-        "strategy": d.strategy,
-        "startedBy": d.started_by,
-        "externalIds": d.external_ids_json,
-        "status": d.status,
-        "finishedAt": d.finished_at.as_ref().map(crate::kernel::timestamp),
-        "reason": d.reason,
-        "reportJson": d.report_json,
-        "incidentId": d.incident_id,
-    })
+/// A deploy record as the API shows it, and as `opsdoctor deploys` reads it back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployJson {
+    pub id: String,
+    pub started_at: String,
+    pub environment: String,
+    pub version: String,
+    pub git_sha: Option<String>,
+    pub strategy: Option<String>,
+    pub started_by: Option<String>,
+    pub external_ids: Value,
+    pub status: String,
+    pub finished_at: Option<String>,
+    pub reason: Option<String>,
+    pub report_json: Option<Value>,
+    pub incident_id: Option<String>,
+}
+
+impl From<entity::ops_deploy::Model> for DeployJson {
+    fn from(d: entity::ops_deploy::Model) -> Self {
+        Self {
+            id: d.id,
+            started_at: timestamp(&d.created_at),
+            environment: d.environment,
+            version: d.version,
+            git_sha: d.git_sha,
+            strategy: d.strategy,
+            started_by: d.started_by,
+            external_ids: d.external_ids_json,
+            status: d.status,
+            finished_at: d.finished_at.as_ref().map(timestamp),
+            reason: d.reason,
+            report_json: d.report_json,
+            incident_id: d.incident_id,
+        }
+    }
 }
 
 fn optional(field: &str, value: Option<String>, max: usize) -> ApiResult<Option<String>> {
@@ -92,7 +113,7 @@ async fn start(
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(deploy_json(created)),
+        Json(DeployJson::from(created)),
     )
         .into_response())
 }
@@ -101,7 +122,7 @@ async fn finish(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<FinishDeploy>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DeployJson>> {
     let reason = optional("reason", body.reason, 10_000)?;
     if body.report_json.as_ref().is_some_and(|r| !r.is_object()) {
         return Err(ApiError::invalid(
@@ -114,7 +135,7 @@ async fn finish(
         .finish(&id, body.status, reason, body.report_json)
         .await;
     let finished = finished?;
-    Ok(Json(deploy_json(finished)))
+    Ok(Json(DeployJson::from(finished)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,7 +148,7 @@ struct ListQuery {
 async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<PageJson<Value>>> {
+) -> ApiResult<Json<PageJson<DeployJson>>> {
     let page = PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref())?;
     let found = state
         .deploys
@@ -137,7 +158,7 @@ async fn list(
             page.cursor.as_ref(),
         )
         .await?;
-    Ok(Json(found.into_json(deploy_json)))
+    Ok(Json(found.into_json(DeployJson::from)))
 }
 
 async fn show(
@@ -156,7 +177,7 @@ async fn show(
         .into_iter()
         .map(evaluation_json)
         .collect();
-    let mut body = deploy_json(found);
+    let mut body = serde_json::to_value(DeployJson::from(found)).unwrap_or_default();
     body["gateEvaluations"] = Value::Array(gates);
     Ok(Json(body))
 }

@@ -17,10 +17,20 @@ const SOURCE: &str = "doctor";
 #[serde(rename_all = "camelCase")]
 pub struct IncidentAction {
     pub check: String,
-    /// `opened`, `extended`, `escalated` or `resolved`.
-    pub action: &'static str,
+    pub action: Action,
     pub incident_id: String,
     pub fingerprint: String,
+}
+
+/// The kind of change a run made to an incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Opened,
+    /// A `DETECTED` event on the incident already open for the same failure.
+    Extended,
+    Escalated,
+    Resolved,
 }
 
 fn category(check: &str) -> Category {
@@ -66,11 +76,7 @@ pub async fn apply(
 }
 
 fn reason_text(result: &CheckResult) -> String {
-    result
-        .reason
-        .and_then(|r| serde_json::to_value(r).ok())
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| "unknown".to_owned())
+    result.reason.map_or("unknown", |r| r.as_str()).to_owned()
 }
 
 async fn on_failure(
@@ -110,9 +116,9 @@ async fn on_failure(
     let mut actions = vec![IncidentAction {
         check: result.name.clone(),
         action: if opened.deduplicated {
-            "extended"
+            Action::Extended
         } else {
-            "opened"
+            Action::Opened
         },
         incident_id: id.clone(),
         fingerprint: fingerprint.clone(),
@@ -136,7 +142,7 @@ async fn on_failure(
             if escalated.is_some() {
                 actions.push(IncidentAction {
                     check: result.name.clone(),
-                    action: "escalated",
+                    action: Action::Escalated,
                     incident_id: id,
                     fingerprint,
                 });
@@ -181,7 +187,7 @@ async fn on_recovery(
         }
         actions.push(IncidentAction {
             check: result.name.clone(),
-            action: "resolved",
+            action: Action::Resolved,
             incident_id: incident.id,
             fingerprint,
         });
@@ -220,7 +226,7 @@ mod tests {
         )
     }
 
-    async fn failing_run(store: &IncidentStore, registry: &Registry) -> Vec<&'static str> {
+    async fn failing_run(store: &IncidentStore, registry: &Registry) -> Vec<Action> {
         let results = [CheckResult::fail(
             "openai",
             Reason::Timeout,
@@ -235,8 +241,8 @@ mod tests {
     #[tokio::test]
     async fn only_failures_since_the_last_recovery_count_towards_escalation() {
         let (store, registry) = (store().await, registry());
-        assert_eq!(failing_run(&store, &registry).await, ["opened"]);
-        assert_eq!(failing_run(&store, &registry).await, ["extended"]);
+        assert_eq!(failing_run(&store, &registry).await, [Action::Opened]);
+        assert_eq!(failing_run(&store, &registry).await, [Action::Extended]);
         let open = store
             .open_with_details(&[("source", SOURCE), ("check", "openai")])
             .await
@@ -255,16 +261,16 @@ mod tests {
             .await
             .unwrap();
 
-        assert_eq!(failing_run(&store, &registry).await, ["extended"]);
-        assert_eq!(failing_run(&store, &registry).await, ["extended"]);
+        assert_eq!(failing_run(&store, &registry).await, [Action::Extended]);
+        assert_eq!(failing_run(&store, &registry).await, [Action::Extended]);
         assert_eq!(
             failing_run(&store, &registry).await,
-            ["extended", "escalated"],
+            [Action::Extended, Action::Escalated],
             "three failing runs in a row since the recovery"
         );
         assert_eq!(
             failing_run(&store, &registry).await,
-            ["extended"],
+            [Action::Extended],
             "escalated once only"
         );
         let found = store.get(&id).await.unwrap().unwrap();
