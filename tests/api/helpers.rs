@@ -2,7 +2,6 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,6 +9,7 @@ use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use serde_json::Value;
 use tempfile::TempDir;
+use testkit::pg::ScratchDatabase;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 
@@ -28,10 +28,9 @@ pub struct TestDb {
     pub backend: Backend,
     /// Working directory for spawned processes (and the SQLite file).
     pub dir: TempDir,
-    postgres: Option<(String, String)>,
+    /// The PostgreSQL database, held only to be dropped with this.
+    _postgres: Option<ScratchDatabase>,
 }
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 impl TestDb {
     /// A fresh, empty database; `None` (after saying so) when PostgreSQL is not configured locally.
@@ -44,7 +43,7 @@ impl TestDb {
                     url,
                     backend,
                     dir,
-                    postgres: None,
+                    _postgres: None,
                 })
             }
             Backend::Postgres => {
@@ -64,25 +63,14 @@ impl TestDb {
                     .next()
                     .unwrap_or("test")
                     .to_owned();
-                let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-                let name: String = format!("{base}_t{}_{n}", std::process::id())
-                    .chars()
-                    .take(60)
-                    .collect();
-                let admin = Database::connect(&admin_url)
-                    .await
-                    .expect("connect to PostgreSQL");
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                let db = ScratchDatabase::create(&admin_url, &format!("{base}_t"))
                     .await
                     .expect("create test database");
-                admin.close().await.ok();
-                let url = replace_db_name(&admin_url, &name);
                 Some(Self {
-                    url,
+                    url: db.url.clone(),
                     backend,
                     dir,
-                    postgres: Some((admin_url, name)),
+                    _postgres: Some(db),
                 })
             }
         }
@@ -114,42 +102,6 @@ impl TestDb {
     /// A second database on the same server (for comparisons); SQLite: another file.
     pub async fn sibling(&self) -> Self {
         Self::new(self.backend).await.expect("sibling database")
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Some((admin_url, name)) = self.postgres.take() {
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .ok()?;
-                rt.block_on(async {
-                    let admin = Database::connect(&admin_url).await.ok()?;
-                    admin
-                        .execute_unprepared(&format!(
-                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                        ))
-                        .await
-                        .ok()?;
-                    admin.close().await.ok()
-                })
-            })
-            .join();
-        }
-    }
-}
-
-fn replace_db_name(url: &str, name: &str) -> String {
-    let (head, query) = match url.split_once('?') {
-        Some((h, q)) => (h, Some(q)),
-        None => (url, None),
-    };
-    let base = head.rsplit_once('/').map(|(b, _)| b).unwrap_or(head);
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
     }
 }
 
