@@ -1,12 +1,6 @@
-//! Seeding a large incident history with set-based SQL, and the plain-insert baseline.
+//! Seeding a large incident history with set-based SQL.
 
-use std::time::{Duration, Instant};
-
-use entity::{
-    ops_incident as incident, ops_incident_event as event, Category, EventType, Severity,
-};
-use sea_orm::{ActiveValue::Set, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait};
-use serde_json::json;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
 
 /// Inserts `incidents` incidents and `events` events (spread evenly) with one statement each.
 pub async fn history(db: &DatabaseConnection, incidents: u64, events: u64) {
@@ -55,46 +49,4 @@ pub async fn history(db: &DatabaseConnection, incidents: u64, events: u64) {
     for sql in statements {
         db.execute_unprepared(&sql).await.expect("seed");
     }
-}
-
-/// The baseline for ingestion: the same rows a report stream produces (an incident per distinct
-/// fingerprint, an event per report), inserted one by one through SeaORM.
-pub async fn plain_inserts(db: &DatabaseConnection, reports: u64, fingerprints: u64) -> Duration {
-    let started = Instant::now();
-    let mut ids = Vec::new();
-    for n in 0..reports {
-        let fp = n % fingerprints;
-        let now = chrono::Utc::now().naive_utc();
-        if fp as usize >= ids.len() {
-            let id = cuid::cuid1();
-            let model = incident::ActiveModel {
-                id: Set(id.clone()),
-                created_at: Set(now),
-                severity: Set(Severity::Critical),
-                category: Set(Category::Api),
-                summary: Set(format!("report {n}")),
-                details_json: Set(json!({ "fingerprint": format!("bench:{fp}") })),
-                resolved_at: Set(None),
-                resolution_notes: Set(None),
-            };
-            incident::Entity::insert(model)
-                .exec_without_returning(db)
-                .await
-                .expect("insert incident");
-            ids.push(id);
-        }
-        let model = event::ActiveModel {
-            id: Set(cuid::cuid1()),
-            incident_id: Set(ids[fp as usize].clone()),
-            created_at: Set(now),
-            event_type: Set(EventType::Detected),
-            message: Set(format!("report {n}")),
-            metadata_json: Set(json!({ "severity": "CRITICAL" })),
-        };
-        event::Entity::insert(model)
-            .exec_without_returning(db)
-            .await
-            .expect("insert event");
-    }
-    started.elapsed()
 }

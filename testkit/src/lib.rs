@@ -6,6 +6,8 @@
 //! really echo a (masked) key here echo the *full* presented token, so tests can prove the service
 //! never passes it on.
 //!
+//! [`pg::ScratchDatabase`] gives a test or a bench phase a PostgreSQL database of its own.
+//!
 //! The transport helpers ([`refused_url`], [`unresolvable_url`], [`tls_mismatch_url`]) give the
 //! failures that need no server at all; [`hang_up::HangUp`] is a peer that closes mid-request.
 
@@ -14,6 +16,7 @@ pub mod cloudflared;
 pub mod hang_up;
 pub mod hostname;
 pub mod openai;
+pub mod pg;
 mod reply;
 pub mod stripe;
 

@@ -1,9 +1,8 @@
 //! A fresh database per test, SQLite or PostgreSQL, removed when the test ends.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection, Statement};
 use tempfile::TempDir;
+use testkit::pg::ScratchDatabase;
 
 /// Where PostgreSQL tests create their databases; `.ci/run` exports it.
 pub const POSTGRES_ENV: &str = "OPSDOCTOR_TEST_POSTGRES_URL";
@@ -20,10 +19,9 @@ pub struct TestDb {
     pub backend: Backend,
     /// Working directory for spawned processes (and the SQLite file).
     pub dir: TempDir,
-    postgres: Option<(String, String)>,
+    /// The PostgreSQL database, held only to be dropped with this.
+    _postgres: Option<ScratchDatabase>,
 }
-
-static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 impl TestDb {
     /// A fresh, empty database; `None` (after saying so) when PostgreSQL is not configured locally.
@@ -36,7 +34,7 @@ impl TestDb {
                     url,
                     backend,
                     dir,
-                    postgres: None,
+                    _postgres: None,
                 })
             }
             Backend::Postgres => {
@@ -56,25 +54,14 @@ impl TestDb {
                     .next()
                     .unwrap_or("test")
                     .to_owned();
-                let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-                let name: String = format!("{base}_t{}_{n}", std::process::id())
-                    .chars()
-                    .take(60)
-                    .collect();
-                let admin = Database::connect(&admin_url)
-                    .await
-                    .expect("connect to PostgreSQL");
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+                let db = ScratchDatabase::create(&admin_url, &format!("{base}_t"))
                     .await
                     .expect("create test database");
-                admin.close().await.ok();
-                let url = replace_db_name(&admin_url, &name);
                 Some(Self {
-                    url,
+                    url: db.url.clone(),
                     backend,
                     dir,
-                    postgres: Some((admin_url, name)),
+                    _postgres: Some(db),
                 })
             }
         }
@@ -106,41 +93,5 @@ impl TestDb {
     /// A second database on the same server (for comparisons); SQLite: another file.
     pub async fn sibling(&self) -> Self {
         Self::new(self.backend).await.expect("sibling database")
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        if let Some((admin_url, name)) = self.postgres.take() {
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .ok()?;
-                rt.block_on(async {
-                    let admin = Database::connect(&admin_url).await.ok()?;
-                    admin
-                        .execute_unprepared(&format!(
-                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                        ))
-                        .await
-                        .ok()?;
-                    admin.close().await.ok()
-                })
-            })
-            .join();
-        }
-    }
-}
-
-fn replace_db_name(url: &str, name: &str) -> String {
-    let (head, query) = match url.split_once('?') {
-        Some((h, q)) => (h, Some(q)),
-        None => (url, None),
-    };
-    let base = head.rsplit_once('/').map(|(b, _)| b).unwrap_or(head);
-    match query {
-        Some(q) => format!("{base}/{name}?{q}"),
-        None => format!("{base}/{name}"),
     }
 }
