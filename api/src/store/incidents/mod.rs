@@ -260,11 +260,7 @@ impl IncidentStore {
         let outcome = async {
             let _guard = self.write_guard().await;
             let txn = self.db.begin().await?;
-            let found = self.lock_incident(&txn, id).await?;
-            if found.resolved_at.is_some() {
-                txn.rollback().await?;
-                return Err(StoreError::Resolved(id.to_owned()));
-            }
+            self.lock_open_incident(&txn, id).await?;
             let event =
                 insert_event(&txn, id, now(), new.event_type, new.message, new.metadata).await?;
             txn.commit().await?;
@@ -332,11 +328,7 @@ impl IncidentStore {
         let outcome = async {
             let _guard = self.write_guard().await;
             let txn = self.db.begin().await?;
-            let found = self.lock_incident(&txn, id).await?;
-            if found.resolved_at.is_some() {
-                txn.rollback().await?;
-                return Err(StoreError::Resolved(id.to_owned()));
-            }
+            self.lock_open_incident(&txn, id).await?;
             // Read under the lock: a concurrent escalation has committed by now, and is seen.
             let escalated = event::Entity::find()
                 .filter(event::Column::IncidentId.eq(id))
@@ -359,6 +351,20 @@ impl IncidentStore {
         }
         .await;
         self.observed(outcome)
+    }
+
+    /// [`Self::lock_incident`], refusing a resolved incident (the transaction rolls back when it
+    /// is dropped).
+    async fn lock_open_incident<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        id: &str,
+    ) -> Result<incident::Model, StoreError> {
+        let found = self.lock_incident(conn, id).await?;
+        if found.resolved_at.is_some() {
+            return Err(StoreError::Resolved(id.to_owned()));
+        }
+        Ok(found)
     }
 
     /// Locks an incident until the end of `conn`'s transaction and reads it as of the lock.
