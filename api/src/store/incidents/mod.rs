@@ -7,9 +7,7 @@
 use std::sync::Arc;
 
 use chrono::NaiveDateTime;
-use entity::{
-    ops_incident as incident, ops_incident_event as event, Category, EventType, Severity,
-};
+use entity::{ops_incident as incident, ops_incident_event as event, EventType, Severity};
 use sea_orm::sea_query::{Expr, SimpleExpr};
 use sea_orm::{
     ActiveEnum, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend,
@@ -19,78 +17,21 @@ use serde_json::{json, Map, Value};
 use tokio::sync::Mutex;
 
 mod read;
+mod types;
 
 pub use read::{IncidentFilter, IncidentStats, OpenState, TimelineFilter};
+pub use types::{
+    NewEvent, NewIncident, Opened, StoreError, MAX_FINGERPRINT_CHARS, MAX_MESSAGE_CHARS,
+    MAX_SUMMARY_CHARS,
+};
 
-use checks::write_health::AsDbErr;
 /// What [`IncidentStore::new`] feeds; re-exported so a store can be built without naming `checks`.
 pub use checks::write_health::WriteHealth;
 
 use crate::kernel::{new_id, now, timestamp};
 
-/// Longest accepted `summary`, in characters.
-pub const MAX_SUMMARY_CHARS: usize = 1_000;
-/// Longest accepted event `message` or `resolutionNotes`, in characters.
-pub const MAX_MESSAGE_CHARS: usize = 10_000;
-/// Longest accepted `fingerprint`, in characters.
-pub const MAX_FINGERPRINT_CHARS: usize = 200;
-
 /// Namespace for this service's PostgreSQL advisory locks, so they never collide with an app's.
 const ADVISORY_LOCK_CLASS: i32 = 0x6f70_7364; // "opsd"
-
-/// Why a store operation did not happen.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("incident `{0}` does not exist")]
-    NotFound(String),
-    #[error("incident `{id}` was already resolved at {resolved_at}")]
-    AlreadyResolved { id: String, resolved_at: String },
-    #[error("incident `{0}` is resolved; report a new incident instead of extending it")]
-    Resolved(String),
-    #[error("deploy `{id}` already finished as {status}")]
-    DeployFinished { id: String, status: String },
-    #[error(transparent)]
-    Db(#[from] DbErr),
-}
-
-impl AsDbErr for StoreError {
-    fn as_db_err(&self) -> Option<&DbErr> {
-        match self {
-            Self::Db(err) => Some(err),
-            _ => None,
-        }
-    }
-}
-
-/// A new incident as reported.
-#[derive(Debug, Clone)]
-pub struct NewIncident {
-    pub severity: Severity,
-    pub category: Category,
-    pub summary: String,
-    pub details: Map<String, Value>,
-    /// Reports with the same fingerprint extend one open incident instead of opening another.
-    pub fingerprint: Option<String>,
-    /// Extra metadata for the `DETECTED` event (links to related records, say).
-    pub event_metadata: Map<String, Value>,
-}
-
-/// A timeline event to append.
-#[derive(Debug, Clone)]
-pub struct NewEvent {
-    pub event_type: EventType,
-    pub message: String,
-    pub metadata: Map<String, Value>,
-}
-
-/// What reporting an incident did.
-#[derive(Debug, Clone)]
-pub struct Opened {
-    pub incident: incident::Model,
-    pub event: event::Model,
-    /// True when an open incident with the same fingerprint was extended instead.
-    pub deduplicated: bool,
-}
 
 /// The incident store. Cheap to clone: a pool handle and a lock.
 #[derive(Clone)]
