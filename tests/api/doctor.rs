@@ -44,19 +44,15 @@ async fn failures_open_extend_escalate_and_recover(backend: Backend) {
         return;
     };
     let stack = Stack::healthy().await;
-    let env = stack.env();
-    let app = InProcessApp::spawn_with(
-        &db,
-        &with(
-            &env,
+    let app = stack
+        .serve(
+            &db,
             &[
                 ("REQUIRED_CHECKS", "database,stripe"),
                 ("DOCTOR_ESCALATE_AFTER_RUNS", "3"),
             ],
-        ),
-        &[],
-    )
-    .await;
+        )
+        .await;
 
     let healthy = run(&app).await;
     let names: Vec<&str> = healthy["results"]

@@ -7,7 +7,7 @@ use testkit::hostname::HostnameMode;
 use testkit::openai::OpenAiMode;
 use testkit::stripe::StripeMode;
 
-use crate::helpers::{run_cli, with, ApiClient, Backend, InProcessApp, Stack, TestDb, ADMIN_TOKEN};
+use crate::helpers::{run_cli, ApiClient, Backend, Stack, TestDb, ADMIN_TOKEN};
 
 /// Runs `opsdoctor gate` against the app with its token in the environment.
 fn gate_cli(app: &ApiClient, args: &[&str]) -> (Option<i32>, String, String, Duration) {
@@ -30,19 +30,15 @@ fn gate_cli(app: &ApiClient, args: &[&str]) -> (Option<i32>, String, String, Dur
 async fn gate_command_exit_codes_and_waiting() {
     let db = TestDb::new(Backend::Sqlite).await.unwrap();
     let stack = Stack::healthy().await;
-    let env = stack.env();
-    let app = InProcessApp::spawn_with(
-        &db,
-        &with(
-            &env,
+    let app = stack
+        .serve(
+            &db,
             &[
                 ("REQUIRED_CHECKS", "database,stripe,tunnel"),
                 ("GATE_RETRY_AFTER_S", "1"),
             ],
-        ),
-        &[],
-    )
-    .await;
+        )
+        .await;
 
     let (code, stdout, stderr, _) = gate_cli(&app, &["--timeout", "5s", "--interval", "200ms"]);
     assert_eq!(code, Some(0), "{stdout}{stderr}");

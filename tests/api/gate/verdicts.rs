@@ -23,19 +23,15 @@ async fn verdicts_status_codes_and_records(backend: Backend) {
         return;
     };
     let stack = Stack::healthy().await;
-    let env = stack.env();
-    let app = InProcessApp::spawn_with(
-        &db,
-        &with(
-            &env,
+    let app = stack
+        .serve(
+            &db,
             &[
                 ("REQUIRED_CHECKS", "database,stripe"),
                 ("GATE_RETRY_AFTER_S", "7"),
             ],
-        ),
-        &[],
-    )
-    .await;
+        )
+        .await;
 
     let (status, headers, body) = gate(&app, "env=prod&release=v1").await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -7,6 +7,8 @@ use testkit::openai::OpenAiMode;
 use testkit::stripe::StripeMode;
 use testkit::Fake;
 
+use super::{InProcessApp, TestDb};
+
 pub const STRIPE_KEY: &str = "sk_test_51HxDoctor0123456789f3Qx";
 pub const WEBHOOK: &str = "whsec_doctor0123456789abcdef";
 pub const OPENAI_KEY: &str = "sk-proj-doctor0123456789abcdef";
@@ -55,6 +57,13 @@ impl Stack {
             ("DOCTOR_MIN_INTERVAL_MS".into(), "0".into()),
             ("CHECK_TIMEOUT_MS".into(), "3000".into()),
         ]
+    }
+}
+
+impl Stack {
+    /// The service in process, pointed at these stand-ins, with `extra` settings on top.
+    pub async fn serve(&self, db: &TestDb, extra: &[(&str, &str)]) -> InProcessApp {
+        InProcessApp::spawn_with(db, &with(&self.env(), extra), &[]).await
     }
 }
 
