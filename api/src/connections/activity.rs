@@ -130,14 +130,17 @@ pub(super) struct Tracked {
 /// carries a JSON body), so it is recognised here and given the one error envelope.
 fn with_json_body(head: &[u8]) -> Option<Vec<u8>> {
     const EMPTY: &[u8] = b"\r\ncontent-length: 0\r\n";
-    let text = std::str::from_utf8(head).ok()?;
-    let status = text.strip_prefix("HTTP/1.1 ")?.get(..3)?;
-    let error = match status {
-        "400" => ApiError::bad_request(None, "the request is not valid HTTP/1.1"),
-        "414" => ApiError::UriTooLong {
+    // Every write of every answer passes here: decide on the first bytes, and only a head as short
+    // as hyper's bare one is searched.
+    if head.len() > 256 {
+        return None;
+    }
+    let error = match head.strip_prefix(b"HTTP/1.1 ")?.get(..4)? {
+        b"400 " => ApiError::bad_request(None, "the request is not valid HTTP/1.1"),
+        b"414 " => ApiError::UriTooLong {
             limit: limits::MAX_URI_BYTES,
         },
-        "431" => ApiError::HeadersTooLarge {
+        b"431 " => ApiError::HeadersTooLarge {
             limit: limits::MAX_HEADER_BYTES,
         },
         _ => return None,
