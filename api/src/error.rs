@@ -85,7 +85,14 @@ impl ApiError {
             Self::BadRequest { field, .. } | Self::Invalid { field, .. } => field.clone(),
             _ => None,
         };
-        json!({ "error": { "code": self.code(), "message": self.to_string(), "field": field } })
+        let envelope = crate::openapi::ErrorEnvelope {
+            error: crate::openapi::ErrorBody {
+                code: self.code().to_owned(),
+                message: self.to_string(),
+                field,
+            },
+        };
+        serde_json::to_value(envelope).unwrap_or_else(|_| json!({}))
     }
 
     pub fn status(&self) -> StatusCode {

@@ -46,6 +46,8 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match read_body(req, state).await? {
+            // `null` says "no body" as an empty body does.
+            Some(bytes) if bytes.trim_ascii() == b"null" => Ok(MaybeJson(None)),
             Some(bytes) => parse_json(&bytes).map(|v| MaybeJson(Some(v))),
             None => Ok(MaybeJson(None)),
         }
@@ -99,6 +101,13 @@ where
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value: Value = serde_json::from_slice(bytes)
         .map_err(|e| ApiError::bad_request(None, format!("malformed JSON: {e}")))?;
+    // Every body is an object; serde would otherwise read a struct from an array of its fields.
+    if !value.is_object() {
+        return Err(ApiError::Invalid {
+            field: None,
+            message: "the body must be a JSON object".to_owned(),
+        });
+    }
     if let Some(field) = nul_in(&value, String::new()) {
         let at = if field.is_empty() { "the body" } else { &field };
         return Err(ApiError::Invalid {

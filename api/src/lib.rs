@@ -16,6 +16,8 @@ pub mod incidents;
 pub mod kernel;
 pub mod lifecycle;
 pub mod limits;
+pub mod metrics;
+pub mod openapi;
 pub mod params;
 pub mod path;
 pub mod readiness;

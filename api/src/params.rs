@@ -30,7 +30,7 @@ pub fn required_text(field: &str, value: String, max_chars: usize) -> ApiResult<
 
 fn parse_limit(raw: Option<&str>, max: u64) -> ApiResult<u64> {
     match raw {
-        None | Some("") => Ok(DEFAULT_LIMIT.min(max)),
+        None => Ok(DEFAULT_LIMIT.min(max)),
         Some(v) => match v.parse::<u64>() {
             Ok(n) if (1..=max).contains(&n) => Ok(n),
             _ => Err(ApiError::bad_request(

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::connections::{self, ConnectionLimits};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{auth, db, deploys, doctor, gate, health, incidents, limits};
+use crate::{auth, db, deploys, doctor, gate, health, incidents, limits, metrics, openapi};
 
 /// Every route of the service, with its middleware. Tests drive this with `oneshot`.
 ///
@@ -34,6 +34,7 @@ pub fn router(state: AppState) -> Router {
         .merge(doctor::routes::admin_router())
         .merge(gate::routes::router())
         .merge(deploys::routes::router())
+        .merge(metrics::routes::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,
@@ -56,9 +57,15 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::liveness_router())
         .merge(probes)
+        .merge(openapi::router())
         .merge(admin)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Issue 15: every request counted and timed by its route template.
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::http::track,
+        ))
         .with_state(state)
 }
 
@@ -87,6 +94,8 @@ fn internal_error() -> Response {
 /// A built service: database connected, migrations handled, listener bound.
 pub struct Application {
     listener: TcpListener,
+    /// Issue 15: the separate `/metrics` listener, when `METRICS_ADDR` is set.
+    metrics_listener: Option<TcpListener>,
     state: AppState,
 }
 
@@ -111,14 +120,31 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| StartError::Bind(addr, e))?;
+        let metrics_listener = match config.metrics_addr {
+            Some(addr) => Some(
+                metrics::routes::bind(addr)
+                    .await
+                    .map_err(|e| StartError::Bind(addr, e))?,
+            ),
+            None => None,
+        };
         let interval = config.doctor_interval;
         let state = AppState::new(config, db);
         state.doctor.spawn_monitor(interval);
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            metrics_listener,
+            state,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The bound address of the separate metrics listener, when `METRICS_ADDR` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref()?.local_addr().ok()
     }
 
     pub fn state(&self) -> &AppState {
@@ -128,8 +154,24 @@ impl Application {
     /// Serves until `stop` resolves; then readiness turns 503 at once, the listener closes after
     /// `SHUTDOWN_READY_DELAY_MS`, in-flight requests get `SHUTDOWN_DRAIN_MS`, and the pool closes.
     pub async fn run_until_stopped(self, stop: impl Future<Output = ()>) -> std::io::Result<()> {
-        let Self { listener, state } = self;
+        let Self {
+            listener,
+            metrics_listener,
+            state,
+        } = self;
         let addr = listener.local_addr()?;
+        let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some(listener) = metrics_listener {
+            let metrics_at = listener.local_addr()?;
+            tracing::info!(addr = %metrics_at, "metrics listening");
+            tokio::spawn(metrics::routes::serve(
+                listener,
+                state.clone(),
+                async move {
+                    let _ = metrics_stopped.await;
+                },
+            ));
+        }
         tracing::info!(addr = %addr, url = %format!("http://{addr}"), "opsdoctor listening");
         let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
         let app = router(state.clone());
@@ -167,6 +209,7 @@ impl Application {
                 server.abort();
             }
         }
+        let _ = metrics_stop.send(());
         state.evaluations.flush().await;
         if let Err(err) = state.db.clone().close().await {
             tracing::warn!(error = %err, "closing the database pool failed");

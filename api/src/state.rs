@@ -13,6 +13,7 @@ use crate::extract::BodyLimit;
 use crate::freshness::Freshness;
 use crate::gate::Gate;
 use crate::lifecycle::Lifecycle;
+use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::store::{DeployStore, EvaluationStore, IncidentStore, RunStore};
 use crate::suite::{build_registry, LatestResults};
@@ -38,6 +39,9 @@ pub struct Shared {
     pub deploys: DeployStore,
     pub evaluations: EvaluationStore,
     pub lifecycle: Lifecycle,
+    /// Issue 15: the service's Prometheus metrics, and the checks' latest results they read.
+    pub metrics: Metrics,
+    pub latest: Arc<LatestResults>,
 }
 
 impl AppState {
@@ -71,6 +75,8 @@ impl AppState {
             deploys,
             evaluations,
             lifecycle,
+            metrics: Metrics::new(),
+            latest,
         }))
     }
 }

@@ -8,6 +8,7 @@ mod bad_input;
 mod cli;
 mod concurrency;
 mod doctor;
+mod ecosystem;
 mod freshness;
 mod full_disk;
 mod gate;

@@ -85,6 +85,10 @@ pub struct Config {
     /// [`s::MAX_CONNECTIONS`]; lowered at start-up, with a warning, to what the open-file limit
     /// allows.
     pub max_connections: usize,
+    /// Issue 15: [`s::METRICS_ADDR`].
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Issue 15: [`s::FLAGGER_CONFIRM_DEADLINE_S`].
+    pub flagger_confirm_deadline: Duration,
     /// Every secret setting's value as set, with its mask (see [`Config::secrets`]).
     secrets: Vec<ConfiguredSecret>,
 }
@@ -200,6 +204,18 @@ impl Config {
             header_read_timeout: env.timeout(&s::HEADER_READ_TIMEOUT_MS)?,
             idle_timeout: env.timeout(&s::IDLE_TIMEOUT_MS)?,
             max_connections: env.positive(&s::MAX_CONNECTIONS, "a whole number")?,
+            metrics_addr: match env.value(&s::METRICS_ADDR).filter(|v| !v.trim().is_empty()) {
+                None => None,
+                Some(v) => Some(v.trim().parse().map_err(|_| {
+                    ConfigError::new(
+                        s::METRICS_ADDR.name,
+                        format!("`{v}` is not an address and port (e.g. 0.0.0.0:9464)"),
+                    )
+                })?),
+            },
+            flagger_confirm_deadline: Duration::from_secs(
+                env.positive(&s::FLAGGER_CONFIRM_DEADLINE_S, "a whole number of seconds")?,
+            ),
         })
     }
 

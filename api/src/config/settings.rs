@@ -272,6 +272,9 @@ pub static SHUTDOWN_DRAIN_MS: Setting = plain(
 pub static HEADER_READ_TIMEOUT_MS: Setting = plain("HEADER_READ_TIMEOUT_MS", Some("10000"), "once a request's first byte arrives, its whole head must arrive within this long, or the connection is closed", |c| ms(c.header_read_timeout));
 pub static IDLE_TIMEOUT_MS: Setting = plain("IDLE_TIMEOUT_MS", Some("75000"), "a connection with no request in flight and no bytes moving is closed after this long (above the 60 s idle timeout of common load balancers, so they close first)", |c| ms(c.idle_timeout));
 pub static MAX_CONNECTIONS: Setting = plain("MAX_CONNECTIONS", Some("4096"), "connections served at once; more wait in the listen backlog. The soft open-file limit is raised to the hard one at start-up; if that still cannot hold this many, the cap is lowered with a warning", |c| json!(c.max_connections));
+// Issue 15: the metrics listener and Flagger's confirm hooks.
+pub static METRICS_ADDR: Setting = plain("METRICS_ADDR", None, "`host:port` of a second listener serving `GET /metrics` without a token (for a Prometheus inside the cluster); unset, `/metrics` is served only on the main port, behind `ADMIN_TOKEN`", |c| json!(c.metrics_addr.map(|a| a.to_string())));
+pub static FLAGGER_CONFIRM_DEADLINE_S: Setting = plain("FLAGGER_CONFIRM_DEADLINE_S", Some("1800"), "a Flagger `confirm-*` hook held back this long (the gate not passing since its first call) turns `POST /ops/gate/flagger/rollback` to 200, so the canary is rolled back instead of waiting for ever", |c| json!(c.flagger_confirm_deadline.as_secs()));
 
 /// Every setting, in the order the README lists them.
 pub static SETTINGS: &[&Setting] = &[
@@ -311,6 +314,8 @@ pub static SETTINGS: &[&Setting] = &[
     &HEADER_READ_TIMEOUT_MS,
     &IDLE_TIMEOUT_MS,
     &MAX_CONNECTIONS,
+    &METRICS_ADDR,
+    &FLAGGER_CONFIRM_DEADLINE_S,
 ];
 
 impl Setting {

@@ -7,6 +7,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
@@ -24,34 +25,45 @@ pub fn router() -> Router<AppState> {
         .route("/ops/deploys/{id}/finish", post(finish))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct StartDeploy {
+pub(crate) struct StartDeploy {
+    /// At most 100 printable ASCII characters without spaces (surrounding spaces are trimmed).
+    #[schema(min_length = 1, pattern = "^\\s*[!-~]+\\s*$")]
     environment: String,
+    /// At most 200 printable ASCII characters without spaces (surrounding spaces are trimmed).
+    #[schema(min_length = 1, pattern = "^\\s*[!-~]+\\s*$")]
     version: String,
     #[serde(default)]
+    /// At most 100 printable ASCII characters without spaces (surrounding spaces are trimmed).
+    #[schema(min_length = 1, pattern = "^\\s*[!-~]+\\s*$")]
     git_sha: Option<String>,
     #[serde(default)]
+    #[schema(min_length = 1, pattern = "\\S")]
     strategy: Option<String>,
     #[serde(default)]
+    #[schema(min_length = 1, pattern = "\\S")]
     started_by: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     external_ids: Option<Map<String, Value>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct FinishDeploy {
+pub(crate) struct FinishDeploy {
     status: FinishStatus,
     #[serde(default)]
+    #[schema(min_length = 1, pattern = "\\S")]
     reason: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     report_json: Option<Value>,
 }
 
 /// A deploy record as JSON.
 /// A deploy record as the API shows it, and as `opsdoctor deploys` reads it back.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DeployJson {
     pub id: String,
@@ -61,10 +73,13 @@ pub struct DeployJson {
     pub git_sha: Option<String>,
     pub strategy: Option<String>,
     pub started_by: Option<String>,
+    #[schema(value_type = Object)]
     pub external_ids: Value,
+    /// `running`, or how it finished.
     pub status: String,
     pub finished_at: Option<String>,
     pub reason: Option<String>,
+    #[schema(value_type = Option<Object>)]
     pub report_json: Option<Value>,
     pub incident_id: Option<String>,
 }
@@ -93,7 +108,22 @@ fn optional(field: &str, value: Option<String>, max: usize) -> ApiResult<Option<
     value.map(|v| required_text(field, v, max)).transpose()
 }
 
-async fn start(
+/// Records the start of a deploy.
+#[utoipa::path(
+    post,
+    path = "/ops/deploys",
+    tag = "deploys",
+    operation_id = "startDeploy",
+    security(("admin" = [])),
+    request_body = StartDeploy,
+    responses(
+        (status = 201, description = "recorded", body = DeployJson, headers(("Location" = String))),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::openapi::Invalid),
+    )
+)]
+pub(crate) async fn start(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<StartDeploy>,
 ) -> ApiResult<Response> {
@@ -118,7 +148,25 @@ async fn start(
         .into_response())
 }
 
-async fn finish(
+/// Records how a deploy ended; a failed or rolled-back deploy opens a `DEPLOY` incident.
+#[utoipa::path(
+    post,
+    path = "/ops/deploys/{id}/finish",
+    tag = "deploys",
+    operation_id = "finishDeploy",
+    security(("admin" = [])),
+    params(("id" = String, Path, description = "the deploy's id")),
+    request_body = FinishDeploy,
+    responses(
+        (status = 200, description = "finished", body = DeployJson),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::openapi::Invalid),
+    )
+)]
+pub(crate) async fn finish(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<FinishDeploy>,
@@ -135,17 +183,37 @@ async fn finish(
         .finish(&id, body.status, reason, body.report_json)
         .await;
     let finished = finished?;
+    state
+        .metrics
+        .deploy_finished(&finished.environment, &finished.status);
     Ok(Json(DeployJson::from(finished)))
 }
 
 #[derive(Debug, Deserialize)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     env: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
 }
 
-async fn list(
+/// Deploys, newest first.
+#[utoipa::path(
+    get,
+    path = "/ops/deploys",
+    tag = "deploys",
+    operation_id = "listDeploys",
+    security(("admin" = [])),
+    params(
+        ("env" = Option<String>, Query),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "page size (default 50)"),
+        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page, passed back as is"),
+    ),
+    responses(
+        (status = 200, description = "one page of deploys", body = PageJson<DeployJson>),
+        (status = 400, response = crate::openapi::BadRequest),
+    )
+)]
+pub(crate) async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<PageJson<DeployJson>>> {
@@ -161,7 +229,21 @@ async fn list(
     Ok(Json(found.into_json(DeployJson::from)))
 }
 
-async fn show(
+/// A deploy with the gate verdicts given for its release.
+#[utoipa::path(
+    get,
+    path = "/ops/deploys/{id}",
+    tag = "deploys",
+    operation_id = "showDeploy",
+    security(("admin" = [])),
+    params(("id" = String, Path, description = "the deploy's id")),
+    responses(
+        (status = 200, description = "the deploy and `gateEvaluations`", body = Object),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+    )
+)]
+pub(crate) async fn show(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> ApiResult<Json<Value>> {

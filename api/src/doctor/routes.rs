@@ -30,7 +30,19 @@ pub fn public_router() -> Router<AppState> {
     Router::new().route("/health/status", get(status))
 }
 
-async fn run(State(state): State<AppState>) -> Result<Response, ApiError> {
+/// Runs every check now (or joins the run in flight) and records what it did to incidents.
+#[utoipa::path(
+    post,
+    path = "/ops/doctor/run",
+    tag = "doctor",
+    operation_id = "runDoctor",
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "the finished run: results, incidents opened, extended and resolved, warnings", body = Object),
+        (status = 429, response = crate::openapi::RateLimited),
+    )
+)]
+pub(crate) async fn run(State(state): State<AppState>) -> Result<Response, ApiError> {
     match state.doctor.run(Trigger::Api, true).await {
         Ok((record, shared)) => {
             let mut body = serde_json::to_value(record.as_ref()).unwrap_or_default();
@@ -91,7 +103,16 @@ async fn latest_results(
     }
 }
 
-async fn bundle(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+/// The diagnostic bundle: latest run, masked configuration, database, open incidents, actions.
+#[utoipa::path(
+    get,
+    path = "/ops/doctor",
+    tag = "doctor",
+    operation_id = "doctorBundle",
+    security(("admin" = [])),
+    responses((status = 200, description = "the bundle; a part that could not be read is null and named in `errors`", body = Object))
+)]
+pub(crate) async fn bundle(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let now = Utc::now();
     let mut errors: Vec<String> = Vec::new();
     let latest = latest_results(&state).await;
@@ -230,7 +251,18 @@ fn component_type(name: &str) -> &'static str {
 
 /// The IETF health-check format (draft-inadarei-api-health-check): 200 for pass and warn, 503 for
 /// fail; anyone gets the status, an admin gets every check.
-async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
+#[utoipa::path(
+    get,
+    path = "/health/status",
+    tag = "probes",
+    operation_id = "healthStatus",
+    security((), ("admin" = [])),
+    responses(
+        (status = 200, description = "pass or warn; with the admin token, every check", content_type = "application/health+json", body = Object),
+        (status = 503, description = "fail", content_type = "application/health+json", body = Object),
+    )
+)]
+pub(crate) async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let database = state.readiness.database().await;
     let (mut results, measured_at) = match latest_results(&state).await {
         Some((_, _, _, finished, _, results)) => (results, Some(finished)),

@@ -16,7 +16,7 @@ use crate::kernel::{new_id, now, timestamp};
 use crate::store::{DeployStore, EvaluationStore, RunStore};
 
 /// The answer to "may this release go live?".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Every required check passes.
@@ -57,7 +57,7 @@ impl GateSource {
 }
 
 /// Where a verdict took a check's result from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ResultSource {
     /// This process's latest result, young enough.
@@ -85,13 +85,16 @@ pub struct GateRequest {
 }
 
 /// One check as the gate saw it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GateCheck {
     pub name: String,
     pub required: bool,
+    /// `pass`, `warn`, `fail` or `skipped`.
+    #[schema(value_type = String)]
     pub status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub reason: Option<checks::Reason>,
     /// Whether waiting can fix this failure; `opsdoctor gate` stops waiting when it cannot.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -104,7 +107,7 @@ pub struct GateCheck {
 }
 
 /// A recorded verdict: what the gate answers, and what `opsdoctor gate` reads back.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GateVerdict {
     pub gate_id: String,
@@ -124,6 +127,8 @@ pub struct Gate {
     runs: RunStore,
     deploys: DeployStore,
     evaluations: EvaluationStore,
+    /// Flagger canaries held back by a confirm hook, and since when.
+    pub(crate) holds: super::flagger::ConfirmHolds,
 }
 
 impl Gate {
@@ -138,6 +143,7 @@ impl Gate {
             runs,
             deploys,
             evaluations,
+            holds: Default::default(),
         }
     }
 

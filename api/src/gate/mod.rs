@@ -3,6 +3,7 @@
 
 pub mod cli;
 mod evaluator;
+pub mod flagger;
 pub mod routes;
 
 pub use evaluator::{Gate, GateRequest, GateSource, GateVerdict, ResultSource, Verdict};

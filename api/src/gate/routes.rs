@@ -1,5 +1,5 @@
-//! `GET /ops/gate` (status-code and `mode=verdict` forms), `POST /ops/gate` (Flagger webhooks)
-//! and `GET /ops/gate/evaluations`.
+//! `GET /ops/gate` (status-code and `mode=verdict` forms) and `GET /ops/gate/evaluations`; the
+//! router also mounts Flagger's webhooks ([`super::flagger`]).
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -7,15 +7,16 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{header, HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use checks::CheckName;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
+use utoipa::ToSchema;
 
-use super::{GateRequest, GateSource, GateVerdict, Verdict};
+use super::{flagger, GateRequest, GateSource, GateVerdict, Verdict};
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{ApiJson, ApiQuery};
+use crate::extract::ApiQuery;
 use crate::kernel::PageJson;
 use crate::params::{parse_flag, parse_label, PageRequest};
 use crate::state::AppState;
@@ -27,12 +28,14 @@ const MAX_MAX_AGE_SECONDS: u64 = 86_400;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/ops/gate", get(gate).post(flagger))
+        .route("/ops/gate", get(gate).post(flagger::flagger))
+        .route("/ops/gate/flagger/confirm", post(flagger::confirm))
+        .route("/ops/gate/flagger/rollback", post(flagger::rollback))
         .route("/ops/gate/evaluations", get(list))
 }
 
 #[derive(Debug, Deserialize)]
-struct GateQuery {
+pub(crate) struct GateQuery {
     env: Option<String>,
     release: Option<String>,
     require: Option<String>,
@@ -41,7 +44,7 @@ struct GateQuery {
     mode: Option<String>,
 }
 
-fn parse_require(raw: Option<&str>) -> ApiResult<Option<BTreeSet<String>>> {
+pub(super) fn parse_require(raw: Option<&str>) -> ApiResult<Option<BTreeSet<String>>> {
     let Some(raw) = raw.filter(|r| !r.trim().is_empty()) else {
         return Ok(None);
     };
@@ -62,7 +65,7 @@ fn parse_require(raw: Option<&str>) -> ApiResult<Option<BTreeSet<String>>> {
     Ok(Some(names))
 }
 
-fn parse_max_age(raw: Option<&str>) -> ApiResult<Duration> {
+pub(super) fn parse_max_age(raw: Option<&str>) -> ApiResult<Duration> {
     match raw.map(str::trim).filter(|r| !r.is_empty()) {
         None => Ok(Duration::from_secs(DEFAULT_MAX_AGE_SECONDS)),
         Some(v) => match v.trim_end_matches('s').parse::<u64>() {
@@ -76,18 +79,20 @@ fn parse_max_age(raw: Option<&str>) -> ApiResult<Duration> {
 }
 
 /// A verdict as answered: the verdict's fields and how the caller should take it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct Answer<'a> {
+pub struct GateAnswer {
     #[serde(flatten)]
-    verdict: &'a GateVerdict,
-    allow_partial: bool,
-    proceed: bool,
+    pub verdict: GateVerdict,
+    /// Whether a `partial` verdict was allowed to proceed.
+    pub allow_partial: bool,
+    /// True when the caller may go on: `pass`, or `partial` when allowed.
+    pub proceed: bool,
 }
 
 /// The verdict as a response: 200 on pass (and on partial when allowed), else 503 with
 /// `Retry-After`; `mode=verdict` answers 200 whatever the verdict, for Argo's web metric.
-fn respond(
+pub(super) fn respond(
     verdict: &GateVerdict,
     allow_partial: bool,
     always_ok: bool,
@@ -100,8 +105,8 @@ fn respond(
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = Answer {
-        verdict,
+    let body = GateAnswer {
+        verdict: verdict.clone(),
         allow_partial,
         proceed: go,
     };
@@ -120,7 +125,27 @@ fn respond(
 
 /// `GET /ops/gate`, and `HEAD` (which axum routes here too): the same answer without a body, and
 /// without storing the verdict.
-async fn gate(
+#[utoipa::path(
+    get,
+    path = "/ops/gate",
+    tag = "gate",
+    operation_id = "gate",
+    security(("admin" = [])),
+    params(
+        ("env" = String, Query, min_length = 1, pattern = "^\\s*[!-~]+\\s*$", description = "the environment: at most 100 printable ASCII characters, no spaces"),
+        ("release" = String, Query, min_length = 1, pattern = "^\\s*[!-~]+\\s*$", description = "the release being gated: at most 200 printable ASCII characters, no spaces"),
+        ("require" = Option<String>, Query, description = "comma-separated checks that must pass (default: REQUIRED_CHECKS)"),
+        ("max_age" = Option<u32>, Query, minimum = 0, maximum = 86400, description = "reuse results up to this many seconds old (default 30)"),
+        ("allow_partial" = Option<bool>, Query, description = "let `partial` (a non-required check failing) proceed"),
+        ("mode" = Option<String>, Query, description = "`status` (default): 503 unless the caller may proceed; `verdict`: always 200, for Argo Rollouts"),
+    ),
+    responses(
+        (status = 200, description = "proceed, or any verdict with `mode=verdict`", body = GateAnswer, headers(("X-Gate-Verdict" = String))),
+        (status = 503, description = "do not proceed", body = GateAnswer, headers(("Retry-After" = u64), ("X-Gate-Verdict" = String))),
+        (status = 400, response = crate::openapi::BadRequest),
+    )
+)]
+pub(crate) async fn gate(
     State(state): State<AppState>,
     method: Method,
     ApiQuery(q): ApiQuery<GateQuery>,
@@ -146,6 +171,7 @@ async fn gate(
     };
     let allow_partial = parse_flag("allow_partial", q.allow_partial.as_deref())?;
     let verdict = state.gate.evaluate(request).await;
+    state.metrics.gate_verdict(&verdict, "api");
     Ok(respond(
         &verdict,
         allow_partial,
@@ -154,66 +180,33 @@ async fn gate(
     ))
 }
 
-/// A Flagger webhook (`pre-rollout`, `rollout`, `confirm-promotion` …). Flagger proceeds on 2xx
-/// and holds the rollout on anything else, logging the body.
 #[derive(Debug, Deserialize)]
-struct FlaggerPayload {
-    name: String,
-    namespace: String,
-    phase: String,
-    #[serde(default)]
-    checksum: Option<String>,
-    #[serde(default)]
-    metadata: Option<Map<String, Value>>,
-}
-
-async fn flagger(
-    State(state): State<AppState>,
-    ApiJson(payload): ApiJson<FlaggerPayload>,
-) -> ApiResult<Response> {
-    let metadata = payload.metadata.clone().unwrap_or_default();
-    let text = |key: &str| {
-        metadata
-            .get(key)
-            .and_then(|v| v.as_str().map(str::to_owned))
-    };
-    let environment = text("env")
-        .or_else(|| text("environment"))
-        .unwrap_or_else(|| payload.namespace.clone());
-    let release = text("release")
-        .or_else(|| payload.checksum.clone())
-        .unwrap_or_else(|| payload.name.clone());
-    let request = GateRequest {
-        environment: parse_label("metadata.env", Some(&environment), 100)?,
-        release: parse_label("metadata.release", Some(&release), 200)?,
-        require: parse_require(text("require").as_deref())?,
-        max_age: parse_max_age(text("max_age").as_deref())?,
-        source: GateSource::Flagger,
-        context: Some(json!({ "flagger": {
-            "name": payload.name, "namespace": payload.namespace, "phase": payload.phase, "checksum": payload.checksum,
-            "metadata": metadata,
-        }})),
-        record: true,
-    };
-    let allow_partial = parse_flag("metadata.allow_partial", text("allow_partial").as_deref())?;
-    let verdict = state.gate.evaluate(request).await;
-    Ok(respond(
-        &verdict,
-        allow_partial,
-        false,
-        state.config.gate_retry_after.as_secs().max(1),
-    ))
-}
-
-#[derive(Debug, Deserialize)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     env: Option<String>,
     release: Option<String>,
     limit: Option<String>,
     cursor: Option<String>,
 }
 
-async fn list(
+/// Stored gate verdicts, newest first.
+#[utoipa::path(
+    get,
+    path = "/ops/gate/evaluations",
+    tag = "gate",
+    operation_id = "listGateEvaluations",
+    security(("admin" = [])),
+    params(
+        ("env" = Option<String>, Query),
+        ("release" = Option<String>, Query),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "page size (default 50)"),
+        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page, passed back as is"),
+    ),
+    responses(
+        (status = 200, description = "one page of verdicts", body = PageJson<Object>),
+        (status = 400, response = crate::openapi::BadRequest),
+    )
+)]
+pub(crate) async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<PageJson<Value>>> {

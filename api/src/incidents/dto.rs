@@ -5,55 +5,75 @@ use entity::{
     ops_incident as incident, ops_incident_event as event, Category, EventType, Severity,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::openapi::{CategoryName, EventTypeName, SeverityName};
 use serde_json::{Map, Value};
 
 pub use crate::store::incidents::{MAX_FINGERPRINT_CHARS, MAX_MESSAGE_CHARS, MAX_SUMMARY_CHARS};
 
 /// `POST /ops/incidents`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateIncident {
+    #[schema(value_type = SeverityName)]
     pub severity: Severity,
+    #[schema(value_type = CategoryName)]
     pub category: Category,
+    /// Not blank; at most 1,000 characters once trimmed.
+    #[schema(min_length = 1, pattern = "\\S")]
     pub summary: String,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub details_json: Option<Map<String, Value>>,
+    /// Reports with the fingerprint of an open incident extend it instead of opening another.
     #[serde(default)]
+    #[schema(min_length = 1, pattern = "\\S")]
     pub fingerprint: Option<String>,
 }
 
 /// `POST /ops/incidents/{id}/events`
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateEvent {
+    /// Any type but `RESOLVED` (which `POST /ops/incidents/{id}/resolve` records).
+    #[schema(value_type = EventTypeName)]
     pub event_type: EventType,
+    #[schema(min_length = 1, pattern = "\\S")]
     pub message: String,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub metadata_json: Option<Map<String, Value>>,
 }
 
 /// `POST /ops/incidents/{id}/resolve`; the body is optional.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResolveIncident {
     #[serde(default)]
+    #[schema(min_length = 1, pattern = "\\S")]
     pub resolution_notes: Option<String>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub metadata_json: Option<Map<String, Value>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IncidentJson {
     pub id: String,
     pub created_at: String,
+    #[schema(value_type = SeverityName)]
     pub severity: Severity,
+    #[schema(value_type = CategoryName)]
     pub category: Category,
     pub summary: String,
+    #[schema(value_type = Object)]
     pub details_json: Value,
     pub resolved_at: Option<String>,
     pub resolution_notes: Option<String>,
     /// `open` or `resolved`, derived from `resolvedAt`.
+    #[schema(value_type = String, pattern = "^(open|resolved)$")]
     pub status: &'static str,
 }
 
@@ -77,14 +97,16 @@ impl From<incident::Model> for IncidentJson {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct EventJson {
     pub id: String,
     pub incident_id: String,
     pub created_at: String,
+    #[schema(value_type = EventTypeName)]
     pub event_type: EventType,
     pub message: String,
+    #[schema(value_type = Object)]
     pub metadata_json: Value,
 }
 
@@ -99,4 +121,30 @@ impl From<event::Model> for EventJson {
             metadata_json: m.metadata_json,
         }
     }
+}
+
+/// `POST /ops/incidents`: the incident and the event the report added.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedIncident {
+    pub incident: IncidentJson,
+    pub event: EventJson,
+    /// True when an open incident with the same fingerprint was extended.
+    pub deduplicated: bool,
+}
+
+/// `POST /ops/incidents/{id}/resolve`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResolvedIncident {
+    pub incident: IncidentJson,
+    pub event: EventJson,
+}
+
+/// `GET /ops/incidents/{id}`: the incident with one page of its timeline, oldest event first.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IncidentWithEvents {
+    #[serde(flatten)]
+    pub incident: IncidentJson,
+    pub events: Vec<EventJson>,
+    pub next_cursor: Option<String>,
 }

@@ -11,12 +11,13 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::dto::{
-    CreateEvent, CreateIncident, EventJson, IncidentJson, ResolveIncident, MAX_FINGERPRINT_CHARS,
-    MAX_MESSAGE_CHARS, MAX_SUMMARY_CHARS,
+    CreateEvent, CreateIncident, CreatedIncident, EventJson, IncidentJson, IncidentWithEvents,
+    ResolveIncident, ResolvedIncident, MAX_FINGERPRINT_CHARS, MAX_MESSAGE_CHARS, MAX_SUMMARY_CHARS,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery, MaybeJson};
 use crate::kernel::PageJson;
+use crate::openapi::{CategoryName, EventTypeName, SeverityName};
 use crate::params::{parse_enum, parse_time, required_text, PageRequest};
 use crate::path::ApiPath;
 use crate::state::AppState;
@@ -46,7 +47,23 @@ impl From<StoreError> for ApiError {
     }
 }
 
-async fn create(
+/// Opens an incident, or extends the open one with the same fingerprint (200, `deduplicated`).
+#[utoipa::path(
+    post,
+    path = "/ops/incidents",
+    tag = "incidents",
+    operation_id = "createIncident",
+    security(("admin" = [])),
+    request_body = CreateIncident,
+    responses(
+        (status = 201, description = "opened", body = CreatedIncident, headers(("Location" = String, description = "the incident's URL"))),
+        (status = 200, description = "an open incident with this fingerprint was extended", body = CreatedIncident, headers(("Location" = String, description = "the incident's URL"))),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::openapi::Invalid),
+    )
+)]
+pub(crate) async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateIncident>,
 ) -> ApiResult<Response> {
@@ -82,15 +99,33 @@ async fn create(
         StatusCode::CREATED
     };
     let location = format!("/ops/incidents/{}", opened.incident.id);
-    let body = json!({
-        "incident": IncidentJson::from(opened.incident),
-        "event": EventJson::from(opened.event),
-        "deduplicated": opened.deduplicated,
-    });
+    let body = CreatedIncident {
+        incident: IncidentJson::from(opened.incident),
+        event: EventJson::from(opened.event),
+        deduplicated: opened.deduplicated,
+    };
     Ok((status, [(header::LOCATION, location)], Json(body)).into_response())
 }
 
-async fn add_event(
+/// Appends an event to an open incident's timeline.
+#[utoipa::path(
+    post,
+    path = "/ops/incidents/{id}/events",
+    tag = "incidents",
+    operation_id = "addIncidentEvent",
+    security(("admin" = [])),
+    params(("id" = String, Path, description = "the incident's id")),
+    request_body = CreateEvent,
+    responses(
+        (status = 201, description = "appended", body = EventJson),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::openapi::Invalid),
+    )
+)]
+pub(crate) async fn add_event(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<CreateEvent>,
@@ -117,11 +152,29 @@ async fn add_event(
     Ok((StatusCode::CREATED, Json(EventJson::from(event))).into_response())
 }
 
-async fn resolve(
+/// Resolves an incident; the body is optional.
+#[utoipa::path(
+    post,
+    path = "/ops/incidents/{id}/resolve",
+    tag = "incidents",
+    operation_id = "resolveIncident",
+    security(("admin" = [])),
+    params(("id" = String, Path, description = "the incident's id")),
+    request_body(content = Option<ResolveIncident>, description = "optional notes and metadata"),
+    responses(
+        (status = 200, description = "resolved", body = ResolvedIncident),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::openapi::Invalid),
+    )
+)]
+pub(crate) async fn resolve(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     MaybeJson(body): MaybeJson<ResolveIncident>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ResolvedIncident>> {
     let id = incident_id(id)?;
     let body = body.unwrap_or_default();
     let notes = match body.resolution_notes {
@@ -132,24 +185,41 @@ async fn resolve(
         .incidents
         .resolve(&id, notes, body.metadata_json.unwrap_or_default())
         .await?;
-    Ok(Json(
-        json!({ "incident": IncidentJson::from(incident), "event": EventJson::from(event) }),
-    ))
+    Ok(Json(ResolvedIncident {
+        incident: IncidentJson::from(incident),
+        event: EventJson::from(event),
+    }))
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ShowQuery {
+pub(crate) struct ShowQuery {
     limit: Option<String>,
     cursor: Option<String>,
 }
 
 /// The incident with its timeline, oldest event first; long timelines page with `cursor`.
-async fn show(
+#[utoipa::path(
+    get,
+    path = "/ops/incidents/{id}",
+    tag = "incidents",
+    operation_id = "showIncident",
+    security(("admin" = [])),
+    params(("id" = String, Path, description = "the incident's id"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "page size (default 50)"),
+        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page, passed back as is"),
+    ),
+    responses(
+        (status = 200, description = "the incident and one page of its timeline", body = IncidentWithEvents),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 404, response = crate::openapi::NotFound),
+    )
+)]
+pub(crate) async fn show(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<ShowQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<IncidentWithEvents>> {
     let id = incident_id(id)?;
     let page = PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref())?;
     let incident = state
@@ -161,19 +231,16 @@ async fn show(
         .incidents
         .events(&id, page.limit, page.cursor.as_ref())
         .await?;
-    let mut body = serde_json::to_value(IncidentJson::from(incident)).unwrap_or_default();
-    body["events"] = json!(page
-        .items
-        .into_iter()
-        .map(EventJson::from)
-        .collect::<Vec<_>>());
-    body["nextCursor"] = json!(page.next.map(|c| c.encode()));
-    Ok(Json(body))
+    Ok(Json(IncidentWithEvents {
+        incident: IncidentJson::from(incident),
+        events: page.items.into_iter().map(EventJson::from).collect(),
+        next_cursor: page.next.map(|c| c.encode()),
+    }))
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct ListQuery {
+pub(crate) struct ListQuery {
     status: Option<String>,
     category: Option<String>,
     severity: Option<String>,
@@ -184,7 +251,29 @@ struct ListQuery {
     cursor: Option<String>,
 }
 
-async fn list(
+/// Incidents, newest first.
+#[utoipa::path(
+    get,
+    path = "/ops/incidents",
+    tag = "incidents",
+    operation_id = "listIncidents",
+    security(("admin" = [])),
+    params(
+        ("status" = Option<String>, Query, description = "`open`, `resolved` or `all` (default)"),
+        ("category" = Option<CategoryName>, Query),
+        ("severity" = Option<SeverityName>, Query),
+        ("since" = Option<String>, Query, description = "an RFC 3339 time (`2026-11-22T03:00:00Z`); empty: no bound"),
+        ("until" = Option<String>, Query, description = "an RFC 3339 time (`2026-11-22T03:00:00Z`); empty: no bound"),
+        ("fingerprint" = Option<String>, Query),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "page size (default 50)"),
+        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page, passed back as is"),
+    ),
+    responses(
+        (status = 200, description = "one page of incidents", body = PageJson<IncidentJson>),
+        (status = 400, response = crate::openapi::BadRequest),
+    )
+)]
+pub(crate) async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<PageJson<IncidentJson>>> {
@@ -216,7 +305,7 @@ async fn list(
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct TimelineQuery {
+pub(crate) struct TimelineQuery {
     since: Option<String>,
     until: Option<String>,
     event_type: Option<String>,
@@ -225,7 +314,25 @@ struct TimelineQuery {
 }
 
 /// Events across incidents, oldest first, each with a short view of its incident.
-async fn timeline(
+#[utoipa::path(
+    get,
+    path = "/ops/timeline",
+    tag = "incidents",
+    operation_id = "timeline",
+    security(("admin" = [])),
+    params(
+        ("since" = Option<String>, Query, description = "an RFC 3339 time (`2026-11-22T03:00:00Z`); empty: no bound"),
+        ("until" = Option<String>, Query, description = "an RFC 3339 time (`2026-11-22T03:00:00Z`); empty: no bound"),
+        ("eventType" = Option<EventTypeName>, Query),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "page size (default 50)"),
+        ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page, passed back as is"),
+    ),
+    responses(
+        (status = 200, description = "one page of events, each with a short view of its incident", body = Object),
+        (status = 400, response = crate::openapi::BadRequest),
+    )
+)]
+pub(crate) async fn timeline(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<TimelineQuery>,
 ) -> ApiResult<Json<Value>> {
@@ -260,11 +367,24 @@ async fn timeline(
 }
 
 #[derive(Debug, Deserialize)]
-struct StatsQuery {
+pub(crate) struct StatsQuery {
     since: Option<String>,
 }
 
-async fn stats(
+/// Open incidents by category and severity; resolved count and mean time to resolve.
+#[utoipa::path(
+    get,
+    path = "/ops/incidents/stats",
+    tag = "incidents",
+    operation_id = "incidentStats",
+    security(("admin" = [])),
+    params(("since" = Option<String>, Query, description = "an RFC 3339 time: resolved figures from this time on; empty: all")),
+    responses(
+        (status = 200, description = "the figures", body = Object),
+        (status = 400, response = crate::openapi::BadRequest),
+    )
+)]
+pub(crate) async fn stats(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<StatsQuery>,
 ) -> ApiResult<Json<Value>> {

@@ -28,7 +28,7 @@ impl<T> Page<T> {
 }
 
 /// A page as JSON: `{"items": [...], "nextCursor": "…" | null}`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PageJson<T> {
     pub items: Vec<T>,

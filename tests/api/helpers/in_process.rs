@@ -12,6 +12,8 @@ use super::{TestDb, ADMIN_TOKEN};
 /// ending with the test ends whatever is left.
 pub struct InProcessApp {
     api: ApiClient,
+    /// The separate metrics listener's address, when `METRICS_ADDR` is set.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -62,12 +64,14 @@ impl InProcessApp {
             .await
             .expect("build the application");
         let base = format!("http://{}", app.local_addr().expect("bound address"));
+        let metrics_addr = app.metrics_addr();
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async {
             let _ = stopped.await;
         }));
         Self {
             api: ApiClient::new(base, token_from(env)),
+            metrics_addr,
             stop: Some(stop),
             server: Some(server),
         }
