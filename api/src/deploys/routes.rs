@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
-use crate::gate::routes::evaluation_json;
+use crate::gate::routes::EvaluationJson;
 use crate::kernel::{timestamp, PageJson};
 use crate::params::{parse_label, required_text, PageRequest};
 use crate::path::ApiPath;
@@ -238,7 +238,7 @@ pub(crate) async fn list(
     security(("admin" = [])),
     params(("id" = String, Path, description = "the deploy's id")),
     responses(
-        (status = 200, description = "the deploy and `gateEvaluations`", body = Object),
+        (status = 200, description = "the deploy and the gate verdicts given for it", body = DeployWithGates),
         (status = 400, response = crate::openapi::BadRequest),
         (status = 404, response = crate::openapi::NotFound),
     )
@@ -246,20 +246,30 @@ pub(crate) async fn list(
 pub(crate) async fn show(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DeployWithGates>> {
     let found = state
         .deploys
         .get(&id)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("deploy `{id}` does not exist")))?;
-    let gates: Vec<Value> = state
+    let gate_evaluations = state
         .evaluations
         .for_deploy(&id)
         .await?
         .into_iter()
-        .map(evaluation_json)
+        .map(EvaluationJson::from)
         .collect();
-    let mut body = serde_json::to_value(DeployJson::from(found)).unwrap_or_default();
-    body["gateEvaluations"] = Value::Array(gates);
-    Ok(Json(body))
+    Ok(Json(DeployWithGates {
+        deploy: DeployJson::from(found),
+        gate_evaluations,
+    }))
+}
+
+/// `GET /ops/deploys/{id}`: the deploy with the gate verdicts linked to it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeployWithGates {
+    #[serde(flatten)]
+    pub deploy: DeployJson,
+    pub gate_evaluations: Vec<EvaluationJson>,
 }

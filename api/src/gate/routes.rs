@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use checks::CheckName;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::{flagger, GateRequest, GateSource, GateVerdict, Verdict};
@@ -202,14 +202,14 @@ pub(crate) struct ListQuery {
         ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page, passed back as is"),
     ),
     responses(
-        (status = 200, description = "one page of verdicts", body = PageJson<Object>),
+        (status = 200, description = "one page of verdicts", body = PageJson<EvaluationJson>),
         (status = 400, response = crate::openapi::BadRequest),
     )
 )]
 pub(crate) async fn list(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> ApiResult<Json<PageJson<Value>>> {
+) -> ApiResult<Json<PageJson<EvaluationJson>>> {
     let page = PageRequest::parse(q.limit.as_deref(), q.cursor.as_deref())?;
     let found = state
         .evaluations
@@ -220,20 +220,40 @@ pub(crate) async fn list(
             page.cursor.as_ref(),
         )
         .await?;
-    Ok(Json(found.into_json(evaluation_json)))
+    Ok(Json(found.into_json(EvaluationJson::from)))
 }
 
-/// A stored evaluation as JSON.
-pub fn evaluation_json(e: entity::ops_gate_evaluation::Model) -> Value {
-    json!({
-        "gateId": e.id,
-        "createdAt": crate::kernel::timestamp(&e.created_at),
-        "environment": e.environment,
-        "release": e.release,
-        "verdict": e.verdict,
-        "summary": e.summary,
-        "source": e.source,
-        "deployId": e.deploy_id,
-        "details": e.checks_json,
-    })
+/// A stored gate verdict as the API shows it.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EvaluationJson {
+    pub gate_id: String,
+    pub created_at: String,
+    pub environment: String,
+    pub release: String,
+    /// `pass`, `partial` or `fail`.
+    pub verdict: String,
+    pub summary: String,
+    /// `api` or `flagger`.
+    pub source: String,
+    pub deploy_id: Option<String>,
+    /// The checks as evaluated, and the caller's context (a Flagger payload).
+    #[schema(value_type = Object)]
+    pub details: Value,
+}
+
+impl From<entity::ops_gate_evaluation::Model> for EvaluationJson {
+    fn from(e: entity::ops_gate_evaluation::Model) -> Self {
+        Self {
+            gate_id: e.id,
+            created_at: crate::kernel::timestamp(&e.created_at),
+            environment: e.environment,
+            release: e.release,
+            verdict: e.verdict,
+            summary: e.summary,
+            source: e.source,
+            deploy_id: e.deploy_id,
+            details: e.checks_json,
+        }
+    }
 }

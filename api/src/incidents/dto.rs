@@ -148,3 +148,64 @@ pub struct IncidentWithEvents {
     pub events: Vec<EventJson>,
     pub next_cursor: Option<String>,
 }
+
+/// `GET /ops/timeline`: an event with a short view of its incident.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TimelineItem {
+    #[serde(flatten)]
+    pub event: EventJson,
+    pub incident: Option<IncidentBrief>,
+}
+
+/// An incident in one line, as the timeline shows it beside each event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IncidentBrief {
+    pub id: String,
+    pub summary: String,
+    #[schema(value_type = CategoryName)]
+    pub category: Category,
+    #[schema(value_type = SeverityName)]
+    pub severity: Severity,
+    /// `open` or `resolved`.
+    #[schema(value_type = String, pattern = "^(open|resolved)$")]
+    pub status: &'static str,
+}
+
+/// `GET /ops/incidents/stats`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IncidentStatsJson {
+    pub open: OpenStats,
+    pub resolved: ResolvedStats,
+}
+
+/// Open incidents, counted three ways.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OpenStats {
+    pub total: u64,
+    /// Category → count, for the categories with open incidents.
+    #[schema(value_type = std::collections::HashMap<String, u64>)]
+    pub by_category: std::collections::BTreeMap<String, u64>,
+    /// Severity → count.
+    #[schema(value_type = std::collections::HashMap<String, u64>)]
+    pub by_severity: std::collections::BTreeMap<String, u64>,
+    pub by_category_and_severity: Vec<PairCount>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PairCount {
+    #[schema(value_type = CategoryName)]
+    pub category: Category,
+    #[schema(value_type = SeverityName)]
+    pub severity: Severity,
+    pub count: u64,
+}
+
+/// Resolved incidents since `since` (or ever).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedStats {
+    pub total: u64,
+    pub mean_time_to_resolve_seconds: Option<f64>,
+    pub since: Option<String>,
+}

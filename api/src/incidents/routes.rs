@@ -8,11 +8,12 @@ use axum::{Json, Router};
 use entity::{Category, EventType, Severity};
 use sea_orm::ActiveEnum;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 use super::dto::{
-    CreateEvent, CreateIncident, CreatedIncident, EventJson, IncidentJson, IncidentWithEvents,
-    ResolveIncident, ResolvedIncident, MAX_FINGERPRINT_CHARS, MAX_MESSAGE_CHARS, MAX_SUMMARY_CHARS,
+    CreateEvent, CreateIncident, CreatedIncident, EventJson, IncidentBrief, IncidentJson,
+    IncidentStatsJson, IncidentWithEvents, OpenStats, PairCount, ResolveIncident, ResolvedIncident,
+    ResolvedStats, TimelineItem, MAX_FINGERPRINT_CHARS, MAX_MESSAGE_CHARS, MAX_SUMMARY_CHARS,
 };
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery, MaybeJson};
@@ -328,14 +329,14 @@ pub(crate) struct TimelineQuery {
         ("cursor" = Option<String>, Query, description = "`nextCursor` of the previous page, passed back as is"),
     ),
     responses(
-        (status = 200, description = "one page of events, each with a short view of its incident", body = Object),
+        (status = 200, description = "one page of events, each with a short view of its incident", body = PageJson<TimelineItem>),
         (status = 400, response = crate::openapi::BadRequest),
     )
 )]
 pub(crate) async fn timeline(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<TimelineQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<PageJson<TimelineItem>>> {
     let filter = TimelineFilter {
         since: parse_time("since", q.since.as_deref())?,
         until: parse_time("until", q.until.as_deref())?,
@@ -346,24 +347,20 @@ pub(crate) async fn timeline(
         .incidents
         .timeline(&filter, page.limit, page.cursor.as_ref())
         .await?;
-    let items: Vec<Value> = page
-        .items
-        .into_iter()
-        .map(|e| {
-            let incident = incidents.get(&e.incident_id).map(|i| {
-                json!({
-                    "id": i.id, "summary": i.summary, "category": i.category, "severity": i.severity,
-                    "status": if i.resolved_at.is_some() { "resolved" } else { "open" },
-                })
-            });
-            let mut v = serde_json::to_value(EventJson::from(e)).unwrap_or_default();
-            v["incident"] = incident.unwrap_or(Value::Null);
-            v
-        })
-        .collect();
-    Ok(Json(
-        json!({ "items": items, "nextCursor": page.next.map(|c| c.encode()) }),
-    ))
+    Ok(Json(page.into_json(|e| TimelineItem {
+        incident: incidents.get(&e.incident_id).map(|i| IncidentBrief {
+            id: i.id.clone(),
+            summary: i.summary.clone(),
+            category: i.category,
+            severity: i.severity,
+            status: if i.resolved_at.is_some() {
+                "resolved"
+            } else {
+                "open"
+            },
+        }),
+        event: EventJson::from(e),
+    })))
 }
 
 #[derive(Debug, Deserialize)]
@@ -380,34 +377,45 @@ pub(crate) struct StatsQuery {
     security(("admin" = [])),
     params(("since" = Option<String>, Query, description = "an RFC 3339 time: resolved figures from this time on; empty: all")),
     responses(
-        (status = 200, description = "the figures", body = Object),
+        (status = 200, description = "the figures", body = IncidentStatsJson),
         (status = 400, response = crate::openapi::BadRequest),
     )
 )]
 pub(crate) async fn stats(
     State(state): State<AppState>,
     ApiQuery(q): ApiQuery<StatsQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<IncidentStatsJson>> {
     let since = parse_time("since", q.since.as_deref())?;
     let s = state.incidents.stats(since).await?;
-    let by_pair: Vec<Value> = s
-        .open_by_category_and_severity
-        .iter()
-        .map(|(c, sev, n)| json!({ "category": c, "severity": sev, "count": n }))
-        .collect();
-    Ok(Json(json!({
-        "open": {
-            "total": s.open_total,
-            "byCategory": s.open_by_category.iter().map(|(k, v)| (k.to_value(), json!(v))).collect::<serde_json::Map<_, _>>(),
-            "bySeverity": s.open_by_severity.iter().map(|(k, v)| (k.to_value(), json!(v))).collect::<serde_json::Map<_, _>>(),
-            "byCategoryAndSeverity": by_pair,
+    Ok(Json(IncidentStatsJson {
+        open: OpenStats {
+            total: s.open_total,
+            by_category: s
+                .open_by_category
+                .iter()
+                .map(|(k, v)| (k.to_value(), *v))
+                .collect(),
+            by_severity: s
+                .open_by_severity
+                .iter()
+                .map(|(k, v)| (k.to_value(), *v))
+                .collect(),
+            by_category_and_severity: s
+                .open_by_category_and_severity
+                .iter()
+                .map(|(category, severity, count)| PairCount {
+                    category: *category,
+                    severity: *severity,
+                    count: *count,
+                })
+                .collect(),
         },
-        "resolved": {
-            "total": s.resolved_total,
-            "meanTimeToResolveSeconds": s.mean_time_to_resolve_seconds,
-            "since": since.as_ref().map(crate::kernel::timestamp),
+        resolved: ResolvedStats {
+            total: s.resolved_total,
+            mean_time_to_resolve_seconds: s.mean_time_to_resolve_seconds,
+            since: since.as_ref().map(crate::kernel::timestamp),
         },
-    })))
+    }))
 }
 
 /// Ids are CUIDs; anything else cannot name an incident, so it is a 404 without a query.

@@ -189,6 +189,8 @@ async fn schemathesis_finds_no_server_error_or_schema_violation(backend: Backend
         ])
         .arg(&report)
         .env("NO_COLOR", "1")
+        // schemathesis keeps a cache in its working directory: not in the repository.
+        .current_dir(std::env::temp_dir())
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(std::time::Duration::from_secs(600), output)
