@@ -57,6 +57,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::liveness_router())
         .merge(probes)
         .merge(admin)
+        .merge(crate::status_page::router(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -88,6 +89,8 @@ fn internal_error() -> Response {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// Outgoing notifications; stopped when the application stops.
+    notifier: Option<crate::notify::Notifier>,
 }
 
 impl Application {
@@ -114,7 +117,16 @@ impl Application {
         let interval = config.doctor_interval;
         let state = AppState::new(config, db);
         state.doctor.spawn_monitor(interval);
-        Ok(Self { listener, state })
+        let notifier = crate::notify::spawn(
+            &state.config,
+            state.incidents.clone(),
+            state.deploys.clone(),
+        );
+        Ok(Self {
+            listener,
+            state,
+            notifier,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -128,7 +140,11 @@ impl Application {
     /// Serves until `stop` resolves; then readiness turns 503 at once, the listener closes after
     /// `SHUTDOWN_READY_DELAY_MS`, in-flight requests get `SHUTDOWN_DRAIN_MS`, and the pool closes.
     pub async fn run_until_stopped(self, stop: impl Future<Output = ()>) -> std::io::Result<()> {
-        let Self { listener, state } = self;
+        let Self {
+            listener,
+            state,
+            notifier,
+        } = self;
         let addr = listener.local_addr()?;
         tracing::info!(addr = %addr, url = %format!("http://{addr}"), "opsdoctor listening");
         let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
@@ -168,6 +184,7 @@ impl Application {
             }
         }
         state.evaluations.flush().await;
+        drop(notifier);
         if let Err(err) = state.db.clone().close().await {
             tracing::warn!(error = %err, "closing the database pool failed");
         }

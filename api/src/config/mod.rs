@@ -5,6 +5,7 @@
 //! variable; a secret's value is never repeated in an error.
 
 mod checks;
+mod notify;
 mod parse;
 pub mod settings;
 #[cfg(test)]
@@ -21,6 +22,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 pub use self::checks::ChecksConfig;
+pub use self::notify::{NotifyConfig, PagerDutyTarget, SlackTarget, WebhookTarget};
 use self::parse::{validate_database_url, Lookup};
 use self::settings::{self as s, Mask, Setting, Shown};
 pub use self::settings::{DEFAULT_DATABASE_URL, OPENAI_KEY_PREFIXES};
@@ -85,6 +87,8 @@ pub struct Config {
     /// [`s::MAX_CONNECTIONS`]; lowered at start-up, with a warning, to what the open-file limit
     /// allows.
     pub max_connections: usize,
+    /// The status page and outgoing notifications (`STATUS_PAGE_*`, `NOTIFY_*`).
+    pub notify: NotifyConfig,
     /// Every secret setting's value as set, with its mask (see [`Config::secrets`]).
     secrets: Vec<ConfiguredSecret>,
 }
@@ -200,6 +204,7 @@ impl Config {
             header_read_timeout: env.timeout(&s::HEADER_READ_TIMEOUT_MS)?,
             idle_timeout: env.timeout(&s::IDLE_TIMEOUT_MS)?,
             max_connections: env.positive(&s::MAX_CONNECTIONS, "a whole number")?,
+            notify: NotifyConfig::from_lookup(&env)?,
         })
     }
 
