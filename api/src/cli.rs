@@ -1,4 +1,5 @@
-//! The `opsdoctor` command line: `serve` (the default), `migrate`, `config`.
+//! The `opsdoctor` command line: `serve` (the default), `migrate`, `config`, the clients of a
+//! running service (`gate`, `deploys`, `healthcheck`).
 
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -61,6 +62,19 @@ enum Command {
         format: crate::gate::cli::Format,
         #[command(subcommand)]
         action: crate::deploys::cli::DeploysAction,
+    },
+    /// Ask the opsdoctor running on this host whether it is alive (or ready): exit 0 or 1.
+    /// For a container's HEALTHCHECK; reads PORT when --url is not given.
+    Healthcheck {
+        /// The service's base URL (default http://127.0.0.1:$PORT).
+        #[arg(long)]
+        url: Option<String>,
+        /// Which probe to ask.
+        #[arg(long, value_enum, default_value = "live")]
+        probe: crate::healthcheck::Probe,
+        /// Give up after this long.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
     },
     /// Print the resolved configuration with every secret masked.
     Config {
@@ -202,6 +216,13 @@ pub async fn run() -> ExitCode {
         }) => {
             return crate::deploys::cli::run(&url, format, action).await;
         }
+        Some(Command::Healthcheck {
+            url,
+            probe,
+            timeout,
+        }) => {
+            return crate::healthcheck::run(url, probe, timeout).await;
+        }
         _ => {}
     }
     // Flags of `serve` (also accepted with no command) override their settings; other commands
@@ -226,7 +247,9 @@ pub async fn run() -> ExitCode {
             migrate(&config, action).await
         }
         Some(Command::Serve(_)) | None => serve(&config).await,
-        Some(Command::Gate(_) | Command::Deploys { .. }) => ExitCode::SUCCESS,
+        Some(Command::Gate(_) | Command::Deploys { .. } | Command::Healthcheck { .. }) => {
+            ExitCode::SUCCESS
+        }
     }
 }
 

@@ -59,6 +59,7 @@ pub fn router(state: AppState) -> Router {
         .merge(probes)
         .merge(openapi::router())
         .merge(admin)
+        .merge(crate::status_page::router(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Issue 15: every request counted and timed by its route template.
@@ -97,6 +98,8 @@ pub struct Application {
     /// Issue 15: the separate `/metrics` listener, when `METRICS_ADDR` is set.
     metrics_listener: Option<TcpListener>,
     state: AppState,
+    /// Outgoing notifications; stopped when the application stops.
+    notifier: Option<crate::notify::Notifier>,
 }
 
 impl Application {
@@ -131,10 +134,16 @@ impl Application {
         let interval = config.doctor_interval;
         let state = AppState::new(config, db);
         state.doctor.spawn_monitor(interval);
+        let notifier = crate::notify::spawn(
+            &state.config,
+            state.incidents.clone(),
+            state.deploys.clone(),
+        );
         Ok(Self {
             listener,
             metrics_listener,
             state,
+            notifier,
         })
     }
 
@@ -158,6 +167,7 @@ impl Application {
             listener,
             metrics_listener,
             state,
+            notifier,
         } = self;
         let addr = listener.local_addr()?;
         let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -211,6 +221,7 @@ impl Application {
         }
         let _ = metrics_stop.send(());
         state.evaluations.flush().await;
+        drop(notifier);
         if let Err(err) = state.db.clone().close().await {
             tracing::warn!(error = %err, "closing the database pool failed");
         }

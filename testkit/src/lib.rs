@@ -6,6 +6,8 @@
 //! really echo a (masked) key here echo the *full* presented token, so tests can prove the service
 //! never passes it on.
 //!
+//! [`receivers`] stands in for where notifications go: Slack, PagerDuty and a generic webhook.
+//!
 //! [`pg::ScratchDatabase`] gives a test or a bench phase a PostgreSQL database of its own.
 //!
 //! The transport helpers ([`refused_url`], [`unresolvable_url`], [`tls_mismatch_url`]) give the
@@ -17,6 +19,7 @@ pub mod hang_up;
 pub mod hostname;
 pub mod openai;
 pub mod pg;
+pub mod receivers;
 mod reply;
 pub mod stripe;
 

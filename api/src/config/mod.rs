@@ -5,6 +5,7 @@
 //! variable; a secret's value is never repeated in an error.
 
 mod checks;
+mod notify;
 mod parse;
 pub mod settings;
 #[cfg(test)]
@@ -21,6 +22,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 pub use self::checks::ChecksConfig;
+pub use self::notify::{NotifyConfig, PagerDutyTarget, SlackTarget, WebhookTarget};
 use self::parse::{validate_database_url, Lookup};
 use self::settings::{self as s, Mask, Setting, Shown};
 pub use self::settings::{DEFAULT_DATABASE_URL, OPENAI_KEY_PREFIXES};
@@ -89,6 +91,8 @@ pub struct Config {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Issue 15: [`s::FLAGGER_CONFIRM_DEADLINE_S`].
     pub flagger_confirm_deadline: Duration,
+    /// The status page and outgoing notifications (`STATUS_PAGE_*`, `NOTIFY_*`).
+    pub notify: NotifyConfig,
     /// Every secret setting's value as set, with its mask (see [`Config::secrets`]).
     secrets: Vec<ConfiguredSecret>,
 }
@@ -216,6 +220,7 @@ impl Config {
             flagger_confirm_deadline: Duration::from_secs(
                 env.positive(&s::FLAGGER_CONFIRM_DEADLINE_S, "a whole number of seconds")?,
             ),
+            notify: NotifyConfig::from_lookup(&env)?,
         })
     }
 

@@ -276,6 +276,77 @@ pub static MAX_CONNECTIONS: Setting = plain("MAX_CONNECTIONS", Some("4096"), "co
 pub static METRICS_ADDR: Setting = plain("METRICS_ADDR", None, "`host:port` of a second listener serving `GET /metrics` without a token (for a Prometheus inside the cluster); unset, `/metrics` is served only on the main port, behind `ADMIN_TOKEN`", |c| json!(c.metrics_addr.map(|a| a.to_string())));
 pub static FLAGGER_CONFIRM_DEADLINE_S: Setting = plain("FLAGGER_CONFIRM_DEADLINE_S", Some("1800"), "a Flagger `confirm-*` hook held back this long (the gate not passing since its first call) turns `POST /ops/gate/flagger/rollback` to 200, so the canary is rolled back instead of waiting for ever", |c| json!(c.flagger_confirm_deadline.as_secs()));
 
+// --- Status page and notifications (issue 15 part B): declared together, read in
+// `config/notify.rs`.
+pub static STATUS_PAGE_PUBLIC: Setting = plain("STATUS_PAGE_PUBLIC", Some("true"), "`GET /status` without a token shows component states and incident summaries (never hints, hosts or ids); `false`: only a sign-in form", |c| json!(c.notify.status_public));
+pub static STATUS_PAGE_REFRESH_S: Setting = plain(
+    "STATUS_PAGE_REFRESH_S",
+    Some("30"),
+    "the status page reloads itself this often (meta refresh; no JavaScript)",
+    |c| json!(c.notify.status_refresh.as_secs()),
+);
+pub static STATUS_PAGE_URL: Setting = plain("STATUS_PAGE_URL", None, "the status page's address as people reach it (e.g. `https://ops.example.com/status`), linked from every notification", |c| json!(c.notify.status_url));
+pub static NOTIFY_SLACK_WEBHOOK_URL: Setting = Setting {
+    secret: Some(Mask::Token(&[])),
+    ..plain("NOTIFY_SLACK_WEBHOOK_URL", None, "a Slack incoming webhook: incidents opened, escalated and resolved, deploys finished; a secret, shown masked", |c| json!({ "configured": c.notify.slack.is_some() }))
+};
+pub static NOTIFY_WEBHOOK_URL: Setting = Setting {
+    secret: Some(Mask::Token(&[])),
+    ..plain("NOTIFY_WEBHOOK_URL", None, "a generic JSON webhook for the same events, signed with `NOTIFY_WEBHOOK_SECRET`; a secret, shown masked", |c| json!({ "configured": c.notify.webhook.is_some() }))
+};
+pub static NOTIFY_WEBHOOK_SECRET: Setting = Setting {
+    secret: Some(Mask::Token(&[])),
+    ..plain("NOTIFY_WEBHOOK_SECRET", None, "the HMAC-SHA256 key of `X-Opsdoctor-Signature` (at least 16 characters; required with `NOTIFY_WEBHOOK_URL`)", |c| json!({ "configured": c.notify.webhook.is_some() }))
+};
+pub static NOTIFY_PAGERDUTY_ROUTING_KEY: Setting = Setting {
+    secret: Some(Mask::Token(&[])),
+    ..plain("NOTIFY_PAGERDUTY_ROUTING_KEY", None, "a PagerDuty Events API v2 integration key: incidents trigger and resolve alerts (`dedup_key` = the fingerprint), deploys send change events; a secret, shown masked", |c| json!({ "configured": c.notify.pagerduty.is_some() }))
+};
+pub static NOTIFY_PAGERDUTY_URL: Setting = plain(
+    "NOTIFY_PAGERDUTY_URL",
+    Some("https://events.pagerduty.com"),
+    "the PagerDuty Events API (`/v2/enqueue`, `/v2/change/enqueue` below it)",
+    |c| json!(c.notify.pagerduty_url),
+);
+pub static NOTIFY_DIR: Setting = plain(
+    "NOTIFY_DIR",
+    Some("data/notify"),
+    "where undelivered notifications are kept (an fsynced outbox file), so a restart delivers them",
+    |c| json!(c.notify.dir.display().to_string()),
+);
+pub static NOTIFY_POLL_MS: Setting = plain(
+    "NOTIFY_POLL_MS",
+    Some("2000"),
+    "how often new incident transitions and finished deploys are looked for",
+    |c| ms(c.notify.poll),
+);
+pub static NOTIFY_MIN_INTERVAL_MS: Setting = plain(
+    "NOTIFY_MIN_INTERVAL_MS",
+    Some("1000"),
+    "at most one request per target per interval (Slack allows about one a second)",
+    |c| ms(c.notify.min_interval),
+);
+pub static NOTIFY_RETRY_BASE_MS: Setting = plain(
+    "NOTIFY_RETRY_BASE_MS",
+    Some("1000"),
+    "first wait after a 5xx or a network error, doubled each time (a 429 waits its `Retry-After`)",
+    |c| ms(c.notify.retry_base),
+);
+pub static NOTIFY_RETRY_MAX_MS: Setting = plain(
+    "NOTIFY_RETRY_MAX_MS",
+    Some("300000"),
+    "longest wait between two attempts",
+    |c| ms(c.notify.retry_max),
+);
+pub static NOTIFY_GIVE_UP_AFTER_MS: Setting = plain("NOTIFY_GIVE_UP_AFTER_MS", Some("86400000"), "a notification still undelivered this long after it was queued is dropped, with an error in the log", |c| ms(c.notify.give_up_after));
+pub static NOTIFY_TIMEOUT_MS: Setting = plain(
+    "NOTIFY_TIMEOUT_MS",
+    Some("10000"),
+    "one delivery attempt's timeout",
+    |c| ms(c.notify.timeout),
+);
+// --- end of status page and notifications
+
 /// Every setting, in the order the README lists them.
 pub static SETTINGS: &[&Setting] = &[
     &DATABASE_URL,
@@ -316,6 +387,22 @@ pub static SETTINGS: &[&Setting] = &[
     &MAX_CONNECTIONS,
     &METRICS_ADDR,
     &FLAGGER_CONFIRM_DEADLINE_S,
+    // Status page and notifications (issue 15 part B).
+    &STATUS_PAGE_PUBLIC,
+    &STATUS_PAGE_REFRESH_S,
+    &STATUS_PAGE_URL,
+    &NOTIFY_SLACK_WEBHOOK_URL,
+    &NOTIFY_WEBHOOK_URL,
+    &NOTIFY_WEBHOOK_SECRET,
+    &NOTIFY_PAGERDUTY_ROUTING_KEY,
+    &NOTIFY_PAGERDUTY_URL,
+    &NOTIFY_DIR,
+    &NOTIFY_POLL_MS,
+    &NOTIFY_MIN_INTERVAL_MS,
+    &NOTIFY_RETRY_BASE_MS,
+    &NOTIFY_RETRY_MAX_MS,
+    &NOTIFY_GIVE_UP_AFTER_MS,
+    &NOTIFY_TIMEOUT_MS,
 ];
 
 impl Setting {

@@ -206,6 +206,23 @@ impl DeployStore {
         deploy::Entity::find_by_id(id).one(&self.db).await
     }
 
+    /// Deploys that finished at or after `from`, in the order they finished, at most `limit`
+    /// (the notifier's feed of finished deploys).
+    pub async fn finished_from(
+        &self,
+        from: chrono::NaiveDateTime,
+        limit: u64,
+    ) -> Result<Vec<deploy::Model>, DbErr> {
+        use sea_orm::QuerySelect;
+        deploy::Entity::find()
+            .filter(deploy::Column::FinishedAt.gte(from))
+            .order_by_asc(deploy::Column::FinishedAt)
+            .order_by_asc(deploy::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+    }
+
     /// Deploys, newest first, optionally of one environment.
     pub async fn list(
         &self,

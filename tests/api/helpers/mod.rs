@@ -2,6 +2,7 @@
 //! the real binary as a child process where the process is the subject, and local stand-ins for
 //! every integration.
 
+pub mod browser;
 mod child;
 mod client;
 mod db;
@@ -12,7 +13,7 @@ pub use child::{run_cli, TestApp};
 pub use client::{decode, ApiClient};
 pub use db::{Backend, TestDb};
 pub use in_process::InProcessApp;
-pub use stack::{with, Stack};
+pub use stack::{with, Stack, OPENAI_KEY};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef";
 

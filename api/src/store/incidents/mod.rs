@@ -16,6 +16,7 @@ use sea_orm::{
 use serde_json::{json, Map, Value};
 use tokio::sync::Mutex;
 
+mod feed;
 mod read;
 mod types;
 
