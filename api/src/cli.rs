@@ -62,6 +62,10 @@ enum Command {
         #[command(subcommand)]
         action: crate::deploys::cli::DeploysAction,
     },
+    /// Carry a release live from a plan file (blue-green, verified, rolled back on failure).
+    /// Exit status: 0 success, 1 failure (rolled back or nothing changed), 2 partial, 3 could not
+    /// start. `deploy lock status|release`, `deploy report <id>`, `deploy why <id>` for people.
+    Deploy(crate::orchestrator::cli::DeployCommand),
     /// Print the resolved configuration with every secret masked.
     Config {
         /// Print JSON instead of `NAME=value` lines.
@@ -169,7 +173,7 @@ pub async fn run() -> ExitCode {
             // `opsdoctor gate` promises 3 for bad arguments; other commands use clap's 2.
             let gate = std::env::args()
                 .nth(1)
-                .is_some_and(|a| a == "gate" || a == "deploys");
+                .is_some_and(|a| a == "gate" || a == "deploys" || a == "deploy");
             return match (err.use_stderr(), gate) {
                 (false, _) => ExitCode::SUCCESS,
                 (true, true) => ExitCode::from(crate::remote::EXIT_UNUSABLE),
@@ -202,6 +206,7 @@ pub async fn run() -> ExitCode {
         }) => {
             return crate::deploys::cli::run(&url, format, action).await;
         }
+        Some(Command::Deploy(d)) => return crate::orchestrator::cli::run(d).await,
         _ => {}
     }
     // Flags of `serve` (also accepted with no command) override their settings; other commands
@@ -226,7 +231,7 @@ pub async fn run() -> ExitCode {
             migrate(&config, action).await
         }
         Some(Command::Serve(_)) | None => serve(&config).await,
-        Some(Command::Gate(_) | Command::Deploys { .. }) => ExitCode::SUCCESS,
+        Some(Command::Gate(_) | Command::Deploys { .. } | Command::Deploy(_)) => ExitCode::SUCCESS,
     }
 }
 

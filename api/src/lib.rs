@@ -16,6 +16,7 @@ pub mod incidents;
 pub mod kernel;
 pub mod lifecycle;
 pub mod limits;
+pub mod orchestrator;
 pub mod params;
 pub mod path;
 pub mod readiness;

@@ -1,7 +1,7 @@
 //! Structured logging through tracing: readable text on a terminal, JSON lines when asked, and
 //! no configured secret in either, whoever writes the line.
 
-mod scrub;
+pub(crate) mod scrub;
 
 use std::io::IsTerminal;
 

@@ -4,5 +4,6 @@
 pub mod cli;
 mod evaluator;
 pub mod routes;
+pub mod waiting;
 
 pub use evaluator::{Gate, GateRequest, GateSource, GateVerdict, ResultSource, Verdict};

@@ -1,0 +1,1 @@
+//! The deploy lock: races, a dead holder, Ctrl-C.
