@@ -132,8 +132,11 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
+    /// SIGTERM, so the master stops its workers too (SIGKILL would leave them running).
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
         let _ = self.child.wait();
     }
 }
@@ -326,6 +329,25 @@ timeout = "10s"
             .text()
             .await
             .unwrap_or_default()
+    }
+}
+
+impl Drop for Scene {
+    /// Stops what the deploys left running (each process group the plan started).
+    fn drop(&mut self) {
+        let Ok(entries) = std::fs::read_dir(self.path("state")) else {
+            return;
+        };
+        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            if path.extension().is_some_and(|x| x == "pid") {
+                if let Ok(pid) = std::fs::read_to_string(&path) {
+                    let group = format!("-{}", pid.trim());
+                    let _ = std::process::Command::new("kill")
+                        .args(["-KILL", "--", &group])
+                        .status();
+                }
+            }
+        }
     }
 }
 
