@@ -76,6 +76,10 @@ enum Command {
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         timeout: std::time::Duration,
     },
+    /// Carry a release live from a plan file (blue-green, verified, rolled back on failure).
+    /// Exit status: 0 success, 1 failure (rolled back or nothing changed), 2 partial, 3 could not
+    /// start. `deploy lock status|release`, `deploy report <id>`, `deploy why <id>` for people.
+    Deploy(crate::orchestrator::cli::DeployCommand),
     /// Print the resolved configuration with every secret masked.
     Config {
         /// Print JSON instead of `NAME=value` lines.
@@ -183,7 +187,7 @@ pub async fn run() -> ExitCode {
             // `opsdoctor gate` promises 3 for bad arguments; other commands use clap's 2.
             let gate = std::env::args()
                 .nth(1)
-                .is_some_and(|a| a == "gate" || a == "deploys");
+                .is_some_and(|a| a == "gate" || a == "deploys" || a == "deploy");
             return match (err.use_stderr(), gate) {
                 (false, _) => ExitCode::SUCCESS,
                 (true, true) => ExitCode::from(crate::remote::EXIT_UNUSABLE),
@@ -223,6 +227,7 @@ pub async fn run() -> ExitCode {
         }) => {
             return crate::healthcheck::run(url, probe, timeout).await;
         }
+        Some(Command::Deploy(d)) => return crate::orchestrator::cli::run(d).await,
         _ => {}
     }
     // Flags of `serve` (also accepted with no command) override their settings; other commands
@@ -247,9 +252,12 @@ pub async fn run() -> ExitCode {
             migrate(&config, action).await
         }
         Some(Command::Serve(_)) | None => serve(&config).await,
-        Some(Command::Gate(_) | Command::Deploys { .. } | Command::Healthcheck { .. }) => {
-            ExitCode::SUCCESS
-        }
+        Some(
+            Command::Gate(_)
+            | Command::Deploys { .. }
+            | Command::Healthcheck { .. }
+            | Command::Deploy(_),
+        ) => ExitCode::SUCCESS,
     }
 }
 

@@ -20,6 +20,7 @@ pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod notify;
+pub mod orchestrator;
 pub mod params;
 pub mod path;
 pub mod readiness;

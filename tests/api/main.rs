@@ -7,6 +7,7 @@ mod helpers;
 mod bad_input;
 mod cli;
 mod concurrency;
+mod deploy;
 mod doctor;
 mod ecosystem;
 mod freshness;

@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use checks::Status;
-
 use super::{GateVerdict, Verdict};
 use crate::remote::{error_message, Remote, EXIT_UNUSABLE};
 
@@ -66,16 +64,6 @@ fn check_words(verdict: &GateVerdict) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Required checks failing for reasons that waiting cannot fix.
-fn permanent_failures(verdict: &GateVerdict) -> Vec<String> {
-    verdict
-        .checks
-        .iter()
-        .filter(|c| c.required && c.status == Status::Fail && c.transient == Some(false))
-        .map(|c| format!("{}={}", c.name, c.reason.map_or("?", |r| r.as_str())))
-        .collect()
 }
 
 pub async fn run(args: GateArgs) -> ExitCode {
@@ -177,15 +165,12 @@ pub async fn run(args: GateArgs) -> ExitCode {
                     verdict.as_str(),
                     check_words(&read)
                 );
-                let permanent = permanent_failures(&read);
+                let permanent = super::waiting::hopeless(&read, args.allow_partial);
                 last = Some((answer.body, read));
                 if accepted && streak >= args.consecutive_successes {
                     break;
                 }
-                if verdict == Verdict::Fail
-                    && !permanent.is_empty()
-                    && started.elapsed() >= args.start_period
-                {
+                if !permanent.is_empty() && started.elapsed() >= args.start_period {
                     eprintln!(
                         "opsdoctor gate: waiting cannot fix {}; giving up",
                         permanent.join(" ")

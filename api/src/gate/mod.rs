@@ -5,5 +5,6 @@ pub mod cli;
 mod evaluator;
 pub mod flagger;
 pub mod routes;
+pub mod waiting;
 
 pub use evaluator::{Gate, GateRequest, GateSource, GateVerdict, ResultSource, Verdict};

@@ -18,6 +18,8 @@ use super::evaluations::EvaluationStore;
 use super::incidents::{IncidentStore, NewIncident, StoreError, MAX_SUMMARY_CHARS};
 use crate::kernel::{new_id, newest_first, now, timestamp, Cursor, Page};
 
+mod progress;
+
 /// A deploy's `status` column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DeployStatus {

@@ -99,6 +99,22 @@ async fn gate_command_exit_codes_and_waiting() {
         ],
     );
     assert_eq!(code, Some(2), "{stdout}");
+    // Without it, a partial whose optional failure waiting cannot fix (an invalid key) ends the
+    // wait at once instead of waiting out the timeout.
+    let (code, _, stderr, took) = gate_cli(
+        &app,
+        &["--timeout", "30s", "--interval", "200ms", "--max-age", "0s"],
+    );
+    assert_eq!(code, Some(2), "partial: {stderr}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(
+        stderr.contains("waiting cannot fix openai=auth"),
+        "{stderr}"
+    );
+    let attempts = stderr.lines().filter(|l| l.starts_with('[')).count();
+    assert_eq!(attempts, 1, "{stderr}");
+    // A partial that waiting may fix (rate limited) is waited for until the deadline.
+    stack.openai.set(OpenAiMode::RateLimited);
     let (code, _, stderr, took) = gate_cli(
         &app,
         &["--timeout", "2s", "--interval", "200ms", "--max-age", "0s"],

@@ -32,7 +32,7 @@ pub use checks::write_health::WriteHealth;
 use crate::kernel::{new_id, now, timestamp};
 
 /// Namespace for this service's PostgreSQL advisory locks, so they never collide with an app's.
-const ADVISORY_LOCK_CLASS: i32 = 0x6f70_7364; // "opsd"
+pub(crate) const ADVISORY_LOCK_CLASS: i32 = 0x6f70_7364; // "opsd"
 
 /// The incident store. Cheap to clone: a pool handle and a lock.
 #[derive(Clone)]
