@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use crate::http::{failure_for, join, transport_reason};
+use crate::http::{failure_for, join, status_reason, transport_reason};
 use crate::registry::{on_settings, Check};
 use crate::{CheckName, CheckResult, Reason};
 
@@ -41,6 +41,7 @@ struct Envelope {
 
 #[derive(Debug, Deserialize)]
 struct ApiMessage {
+    #[serde(default)]
     code: i64,
 }
 
@@ -112,6 +113,8 @@ impl CloudflareCheck {
                 .observe("error_codes", codes.clone())
         };
 
+        // The HTTP status first; Cloudflare's error codes refine it (971 is its rate limit,
+        // 6003/6111 a malformed header, 1000 an invalid token).
         match body {
             Some(Envelope { success: true, result: Some(token), .. }) if status.is_success() => token_result(token, kind),
             _ if status == StatusCode::TOO_MANY_REQUESTS || codes.contains(&971) => with_status(CheckResult::warn(
@@ -120,11 +123,11 @@ impl CloudflareCheck {
                 "the Cloudflare API is rate limiting this token",
                 "wait a few minutes; look for other jobs using the same token",
             )),
-            _ if codes.contains(&6003) || codes.contains(&6111) => with_status(CheckResult::fail(
+            _ if status == StatusCode::UNAUTHORIZED => with_status(CheckResult::fail(
                 NAME,
-                Reason::Misconfigured,
-                "Cloudflare rejected the Authorization header's format",
-                "CLOUDFLARE_API_TOKEN must be an API token (not a Global API Key); check for stray quotes or whitespace",
+                Reason::Auth,
+                "Cloudflare says the API token is invalid",
+                "create a new token in the Cloudflare dashboard and set CLOUDFLARE_API_TOKEN (set CLOUDFLARE_ACCOUNT_ID for account-owned tokens)",
             )),
             _ if status == StatusCode::FORBIDDEN => with_status(CheckResult::fail(
                 NAME,
@@ -132,24 +135,37 @@ impl CloudflareCheck {
                 "the Cloudflare API token lacks permission to verify itself",
                 "create a token with at least one permission, or check CLOUDFLARE_ACCOUNT_ID for an account-owned token",
             )),
-            _ if status == StatusCode::UNAUTHORIZED || codes.contains(&1000) => with_status(CheckResult::fail(
-                NAME,
-                Reason::Auth,
-                "Cloudflare says the API token is invalid",
-                "create a new token in the Cloudflare dashboard and set CLOUDFLARE_API_TOKEN (set CLOUDFLARE_ACCOUNT_ID for account-owned tokens)",
-            )),
             _ if status.is_server_error() => with_status(CheckResult::fail(
                 NAME,
                 Reason::UpstreamError,
                 format!("the Cloudflare API answered HTTP {}", status.as_u16()),
                 "Cloudflare's API is having trouble: check cloudflarestatus.com and retry",
             )),
-            _ => with_status(CheckResult::fail(
+            _ if codes.contains(&6003) || codes.contains(&6111) => with_status(CheckResult::fail(
                 NAME,
-                Reason::BadResponse,
+                Reason::Misconfigured,
+                "Cloudflare rejected the Authorization header's format",
+                "CLOUDFLARE_API_TOKEN must be an API token (not a Global API Key); check for stray quotes or whitespace",
+            )),
+            _ if status.is_client_error() && codes.contains(&1000) => with_status(CheckResult::fail(
+                NAME,
+                Reason::Auth,
+                "Cloudflare says the API token is invalid",
+                "create a new token in the Cloudflare dashboard and set CLOUDFLARE_API_TOKEN (set CLOUDFLARE_ACCOUNT_ID for account-owned tokens)",
+            )),
+            Some(_) => with_status(CheckResult::fail(
+                NAME,
+                status_reason(status),
                 format!("the Cloudflare API answered HTTP {} without a token status", status.as_u16()),
                 "check CLOUDFLARE_API_BASE points at the Cloudflare API",
             )),
+            None => with_status(CheckResult::fail(
+                NAME,
+                status_reason(status),
+                format!("the Cloudflare API answered HTTP {} with a body that is not Cloudflare's JSON", status.as_u16()),
+                "check CLOUDFLARE_API_BASE points at the Cloudflare API and no proxy answers in its place",
+            ))
+            .observe("body", "not_cloudflare_json"),
         }
     }
 }
@@ -167,40 +183,51 @@ fn token_result(token: TokenResult, kind: &str) -> CheckResult {
             .observe("expires_on", token.expires_on.clone())
     };
     match token.status.as_str() {
+        // Cloudflare's `status` is the authority on whether the token works; `expires_on` only
+        // warns ahead of time. A past `expires_on` on an active token means this host's clock
+        // and Cloudflare's disagree, or the expiry is about to be applied: a warning, naming both.
         "active" => match expires {
-            Some(at) if at <= Utc::now() => observe(CheckResult::fail(
+            Some(at) if at <= Utc::now() => observe(CheckResult::warn(
                 NAME,
-                Reason::TokenExpired,
-                "the Cloudflare API token has expired",
-                "roll the token in the Cloudflare dashboard and update CLOUDFLARE_API_TOKEN",
-            )),
+                Reason::TokenExpiring,
+                format!(
+                    "Cloudflare reports the API token active, but its expires_on ({}) is past by this host's clock",
+                    token.expires_on.clone().unwrap_or_default()
+                ),
+                "roll the token now and update CLOUDFLARE_API_TOKEN; check this host's clock (NTP) too",
+            ))
+            .observe("decided_by", "expires_on"),
             Some(at) if at - Utc::now() < chrono::Duration::days(EXPIRY_WARNING_DAYS) => {
                 let days = (at - Utc::now()).num_days();
                 observe(CheckResult::warn(
                     NAME,
                     Reason::TokenExpiring,
-                    format!("the Cloudflare API token expires in {days} day(s)"),
+                    format!("the Cloudflare API token is active and its expires_on is in {days} day(s)"),
                     "roll the token before it expires and update CLOUDFLARE_API_TOKEN",
                 ))
                 .observe("expires_in_days", days)
+                .observe("decided_by", "expires_on")
             }
             _ => observe(CheckResult::pass(
                 NAME,
-                format!("the {kind} API token is active"),
-            )),
+                format!("Cloudflare reports the {kind} API token active"),
+            ))
+            .observe("decided_by", "status"),
         },
         "disabled" => observe(CheckResult::fail(
             NAME,
             Reason::TokenDisabled,
-            "the Cloudflare API token is disabled",
+            "Cloudflare reports the API token's status as disabled",
             "re-enable the token in the Cloudflare dashboard or create a new one",
-        )),
+        ))
+        .observe("decided_by", "status"),
         "expired" => observe(CheckResult::fail(
             NAME,
             Reason::TokenExpired,
-            "the Cloudflare API token has expired",
+            "Cloudflare reports the API token's status as expired",
             "roll the token in the Cloudflare dashboard and update CLOUDFLARE_API_TOKEN",
-        )),
+        ))
+        .observe("decided_by", "status"),
         other => observe(CheckResult::fail(
             NAME,
             Reason::BadResponse,

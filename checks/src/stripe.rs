@@ -1,12 +1,13 @@
 //! The `stripe` check: retrieves the balance through async-stripe, cross-checks the key's mode
-//! with `livemode`, and validates the key and webhook secret forms.
+//! with `livemode` (the one field it reads), and validates the key and webhook secret forms.
 
 use futures::future::BoxFuture;
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
-use stripe::{ErrorCode, StripeError};
+use stripe::StripeError;
+use stripe_client_core::{RequestBuilder, StripeMethod};
 
-use crate::http::{failure_for, join, status_failure, transport_reason};
+use crate::http::{failure_for, join, status_failure, status_reason, transport_reason};
 use crate::mask::mask_secret;
 use crate::registry::{on_settings, Check};
 use crate::{CheckName, CheckResult, Reason};
@@ -84,14 +85,17 @@ impl StripeCheck {
                 .observe("webhook_secret_configured", s.webhook_secret.is_some())
         };
 
-        let client = stripe::Client::from_url(s.api_base.as_str(), key);
-        let balance = match client
-            .get::<stripe::Balance>(&balance_path(&s.api_base))
-            .await
-        {
-            Ok(balance) => balance,
+        let livemode = match self.balance(s, key).await {
+            Ok(Some(livemode)) => livemode,
+            Ok(None) => return observe(CheckResult::fail(
+                NAME,
+                Reason::BadResponse,
+                "Stripe answered the balance request without `livemode`",
+                "check STRIPE_API_BASE points at the Stripe API and no proxy rewrites its answers",
+            )),
             Err(err) => return observe(self.classify(s, err).await),
         };
+        let balance = Livemode { livemode };
         let observe = |r: CheckResult| observe(r).observe("livemode", balance.livemode);
         if balance.livemode != (mode == Mode::Live) {
             let (key_mode, actual) = if mode == Mode::Live {
@@ -126,88 +130,176 @@ impl StripeCheck {
         }
     }
 
+    /// `GET /v1/balance` through async-stripe, reading only `livemode` from the answer: a
+    /// balance in a currency, or with a field, that no client library knows yet is still a
+    /// healthy answer. `Ok(None)`: a JSON answer without `livemode`.
+    async fn balance(&self, s: &StripeSettings, key: &str) -> Result<Option<bool>, StripeError> {
+        // async-stripe's TLS asks rustls for the process's provider, which rustls cannot pick
+        // when more than one is compiled in (reqwest and sqlx bring their own): name it once.
+        // An `Err` means one is installed already, which is all this needs.
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let client = stripe::ClientBuilder::new(key)
+            .url(client_base(&s.api_base))
+            .build()?;
+        let answer: miniserde::json::Value = RequestBuilder::new(StripeMethod::Get, "/balance")
+            .customize()
+            .send(&client)
+            .await?;
+        Ok(match answer {
+            miniserde::json::Value::Object(fields) => match fields.get("livemode") {
+                Some(miniserde::json::Value::Bool(live)) => Some(*live),
+                _ => None,
+            },
+            _ => None,
+        })
+    }
+
     async fn classify(&self, s: &StripeSettings, err: StripeError) -> CheckResult {
         let what = "the Stripe API";
         match err {
-            StripeError::Stripe(e) => {
-                let status = StatusCode::from_u16(e.http_status)
-                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                let with_status = |r: CheckResult| r.observe("http_status", e.http_status);
-                match status {
-                    StatusCode::UNAUTHORIZED if e.code == Some(ErrorCode::ApiKeyExpired) => with_status(
-                        CheckResult::fail(NAME, Reason::Auth, "the Stripe API key has expired", "roll the key in the Stripe dashboard and update STRIPE_SECRET_KEY")
-                            .observe("key_status", "expired"),
-                    ),
-                    StatusCode::UNAUTHORIZED => with_status(
-                        CheckResult::fail(NAME, Reason::Auth, "Stripe rejected the API key", "copy the current secret key from the Stripe dashboard into STRIPE_SECRET_KEY")
-                            .observe("key_status", "invalid"),
-                    ),
-                    StatusCode::FORBIDDEN => with_status(CheckResult::fail(
-                        NAME,
-                        Reason::Forbidden,
-                        "the restricted key may not read the balance",
-                        "give the restricted key the \"Balance: Read\" permission (rak_balance_read)",
-                    )),
-                    StatusCode::TOO_MANY_REQUESTS => with_status(CheckResult::warn(
-                        NAME,
-                        Reason::RateLimited,
-                        "Stripe is rate limiting this key",
-                        "requests will succeed again shortly; look for a job hammering the API",
-                    )),
-                    s if s.is_server_error() => status_failure(NAME, what, s, "Stripe is having trouble: check status.stripe.com; payments may fail until it recovers"),
-                    s => with_status(CheckResult::fail(
-                        NAME,
-                        Reason::BadResponse,
-                        format!("Stripe answered HTTP {}", s.as_u16()),
-                        "check STRIPE_API_BASE points at the Stripe API",
-                    )),
-                }
-            }
-            StripeError::ClientError(text) => failure_for(NAME, what, reason_from_text(&text)),
+            StripeError::Stripe(e, status) => stripe_error(status, e.code.as_ref().map(|c| c.to_string())),
+            StripeError::ClientError(text) => match reason_from_text(&text) {
+                Reason::Unreachable => self.transport_cause(s).await,
+                reason => failure_for(NAME, what, reason),
+            },
             StripeError::Timeout => failure_for(NAME, what, Reason::Timeout),
-            _ => self.status_lost(s).await,
+            StripeError::JSONDeserialize(text) if text.contains("Stripe error") => {
+                self.status_lost(s).await
+            }
+            StripeError::JSONDeserialize(_) => CheckResult::fail(
+                NAME,
+                Reason::BadResponse,
+                "Stripe answered the balance request with a success status but a body that is not JSON",
+                "check STRIPE_API_BASE points at the Stripe API and no proxy or captive portal rewrites its answers",
+            ),
+            StripeError::ConfigError(_) => CheckResult::fail(
+                NAME,
+                Reason::Misconfigured,
+                "STRIPE_API_BASE or STRIPE_SECRET_KEY cannot be used in a request",
+                "set STRIPE_API_BASE to https://api.stripe.com (or unset it) and check the key has no stray whitespace or quotes",
+            ),
         }
     }
 
-    /// async-stripe returns a deserialisation error, without the HTTP status, when an error
-    /// answer is not Stripe's JSON (a 5xx HTML page from a proxy or an outage). Only then, one
-    /// plain request to the same endpoint recovers the status, so the report says "HTTP 503"
-    /// rather than "bad response".
+    /// async-stripe words a failed connection as "client error (Connect)", without its cause.
+    /// Only then, one plain request to the same endpoint tells refused, DNS and TLS apart.
+    async fn transport_cause(&self, s: &StripeSettings) -> CheckResult {
+        let url = join(&s.api_base, "/v1/balance");
+        let request = self
+            .probe
+            .get(url)
+            .bearer_auth(s.secret_key.expose_secret());
+        let reason = match request.send().await {
+            Err(err) => transport_reason(&err),
+            // It answered this time; the first attempt's connection still failed.
+            Ok(_) => Reason::Unreachable,
+        };
+        failure_for(NAME, "the Stripe API", reason)
+    }
+
+    /// async-stripe returns a deserialisation error without the HTTP status when an error answer
+    /// is not Stripe's JSON (an HTML 5xx page from a proxy or an outage). Only then, one plain
+    /// request to the same endpoint recovers the status, so the report says "HTTP 503" rather
+    /// than "bad response". An error in Stripe's own envelope, whatever its code, never gets here.
     async fn status_lost(&self, s: &StripeSettings) -> CheckResult {
         let what = "the Stripe API";
         let url = join(&s.api_base, "/v1/balance");
-        match self.probe.get(url).bearer_auth(s.secret_key.expose_secret()).send().await {
-            Ok(resp) if resp.status().is_server_error() => status_failure(
-                NAME,
-                what,
-                resp.status(),
-                "Stripe is having trouble: check status.stripe.com; payments may fail until it recovers",
-            ),
-            Ok(resp) => CheckResult::fail(
-                NAME,
-                Reason::BadResponse,
-                format!("Stripe answered HTTP {} with a body that is not Stripe's", resp.status().as_u16()),
-                "check STRIPE_API_BASE points at the Stripe API and no proxy rewrites its answers",
-            )
-            .observe("http_status", resp.status().as_u16()),
+        let result = match self
+            .probe
+            .get(url)
+            .bearer_auth(s.secret_key.expose_secret())
+            .send()
+            .await
+        {
+            Ok(resp) => {
+                let status = resp.status();
+                let result = status_failure(NAME, what, status, hint_for(status));
+                if status.is_success() || status_reason(status) == Reason::BadResponse {
+                    CheckResult {
+                        message: format!(
+                            "Stripe answered HTTP {} with a body that is not Stripe's JSON",
+                            status.as_u16()
+                        ),
+                        ..result
+                    }
+                    .with_status(crate::Status::Fail)
+                } else {
+                    result
+                }
+            }
             Err(err) => failure_for(NAME, what, transport_reason(&err)),
-        }
+        };
+        result.observe("body", "not_stripe_json")
     }
 }
 
-/// The balance's path for async-stripe, which puts every request at `/v1/…` of the base URL's
-/// host and would drop a path the base URL has (a gateway's prefix, say). A path that first
-/// climbs out of `v1` keeps it: the URL parser resolves `v1/../gw/v1/balance` to
-/// `/gw/v1/balance`.
-fn balance_path(api_base: &str) -> String {
-    let prefix = url::Url::parse(api_base)
-        .map(|u| u.path().trim_matches('/').to_owned())
+/// An error in Stripe's envelope: the HTTP status decides the reason, the `code` refines it (an
+/// expired key), and a code no library knows is kept as it came in `observed.error_code`.
+fn stripe_error(status: u16, code: Option<String>) -> CheckResult {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let code_text = code
+        .as_deref()
+        .map(|c| format!(" ({c})"))
         .unwrap_or_default();
-    if prefix.is_empty() {
-        "balance".to_owned()
-    } else {
-        format!("../{prefix}/v1/balance")
+    let result = match status {
+        StatusCode::UNAUTHORIZED if code.as_deref() == Some("api_key_expired") => {
+            CheckResult::fail(
+                NAME,
+                Reason::Auth,
+                "the Stripe API key has expired",
+                "roll the key in the Stripe dashboard and update STRIPE_SECRET_KEY",
+            )
+            .observe("key_status", "expired")
+        }
+        StatusCode::UNAUTHORIZED => CheckResult::fail(
+            NAME,
+            Reason::Auth,
+            format!("Stripe rejected the API key{code_text}"),
+            "copy the current secret key from the Stripe dashboard into STRIPE_SECRET_KEY",
+        )
+        .observe("key_status", "invalid"),
+        StatusCode::FORBIDDEN => CheckResult::fail(
+            NAME,
+            Reason::Forbidden,
+            format!("the key may not read the balance{code_text}"),
+            "give the restricted key the \"Balance: Read\" permission (rak_balance_read)",
+        ),
+        StatusCode::TOO_MANY_REQUESTS => CheckResult::warn(
+            NAME,
+            Reason::RateLimited,
+            format!("Stripe is rate limiting this key{code_text}"),
+            "requests will succeed again shortly; look for a job hammering the API",
+        ),
+        s => {
+            let mut r = status_failure(NAME, "the Stripe API", s, hint_for(s));
+            r.message.push_str(&code_text);
+            r
+        }
+    };
+    let result = result.observe("http_status", status.as_u16());
+    match code {
+        Some(code) => result.observe("error_code", code),
+        None => result,
     }
+}
+
+fn hint_for(status: StatusCode) -> &'static str {
+    if status.is_server_error() {
+        "Stripe is having trouble: check status.stripe.com; payments may fail until it recovers"
+    } else {
+        "check STRIPE_API_BASE points at the Stripe API (https://api.stripe.com) and no proxy rewrites its answers"
+    }
+}
+
+/// The base URL as async-stripe wants it: it appends `v1/…` to the base as written, so the base
+/// ends with a slash, and a gateway's path prefix is kept.
+fn client_base(api_base: &str) -> String {
+    format!("{}/", api_base.trim_end_matches('/'))
+}
+
+/// The mode Stripe answered in.
+struct Livemode {
+    livemode: bool,
 }
 
 /// async-stripe reports transport failures as text; the cause is in it.

@@ -56,9 +56,13 @@ impl TunnelCheck {
         let mut observed = serde_json::Map::new();
         let mut failures = Vec::new();
         let mut warning = None;
+        let mut verified = Vec::new();
         for probe in [metrics, public, api].into_iter().flatten() {
             match probe {
-                Probe::Ok(values) => observed.extend(values),
+                Probe::Ok(what, values) => {
+                    observed.extend(values);
+                    verified.push(what);
+                }
                 Probe::Warn(result) => {
                     observed.extend(result.observed.clone());
                     warning.get_or_insert(result);
@@ -72,13 +76,21 @@ impl TunnelCheck {
         if let Some(host) = self.hostname() {
             observed.insert("hostname".into(), host.into());
         }
+        // The root cause first: with cloudflared down, the hostname's 530 and Cloudflare's
+        // "down" are its consequences, listed in `failing_reasons` and reported as one failure.
+        failures.sort_by_key(|r| r.reason.map_or(usize::MAX, root_rank));
+        if failures.len() > 1 {
+            let reasons: Vec<&str> = failures
+                .iter()
+                .filter_map(|r| r.reason.map(Reason::as_str))
+                .collect();
+            observed.insert("failing_reasons".into(), reasons.into());
+        }
         let mut result = match (failures.into_iter().next(), warning) {
             (Some(first), _) => first,
             (None, Some(warn)) => warn,
-            (None, None) => CheckResult::pass(
-                NAME,
-                "cloudflared is connected and the public hostname routes to the origin",
-            ),
+            // Says what was probed, and nothing more.
+            (None, None) => CheckResult::pass(NAME, verified.join("; ")),
         };
         result.observed = observed;
         result
@@ -141,7 +153,11 @@ impl TunnelCheck {
                 .observe("http_status", status.as_u16()),
             ));
         }
-        Some(Probe::Ok(values))
+        let n = connections.unwrap_or_default();
+        Some(Probe::Ok(
+            format!("cloudflared is running with {n} edge connection(s)"),
+            values,
+        ))
     }
 
     /// The public hostname: 530/1033 means not routing, 502 means the origin is unreachable.
@@ -182,7 +198,10 @@ impl TunnelCheck {
                 "the origin or Cloudflare answers with an error: check the backend's logs",
             )
         } else {
-            return Some(Probe::Ok(values));
+            return Some(Probe::Ok(
+                format!("the public hostname answers HTTP {code} through the tunnel"),
+                values,
+            ));
         };
         let mut result = result;
         result.observed.extend(values);
@@ -231,7 +250,12 @@ impl TunnelCheck {
             tunnel_status.clone().into(),
         );
         let outcome = match tunnel_status.as_str() {
-            "healthy" => return Some(Probe::Ok(values)),
+            "healthy" => {
+                return Some(Probe::Ok(
+                    "Cloudflare reports the tunnel healthy".to_owned(),
+                    values,
+                ))
+            }
             "degraded" => Probe::Warn(CheckResult::warn(
                 NAME,
                 Reason::NoConnections,
@@ -260,9 +284,23 @@ impl TunnelCheck {
 }
 
 enum Probe {
-    Ok(serde_json::Map<String, Value>),
+    /// What was verified, in words, and the values seen.
+    Ok(String, serde_json::Map<String, Value>),
     Warn(CheckResult),
     Fail(CheckResult),
+}
+
+/// Which failure is reported when several probes fail: the one nearest the root cause.
+fn root_rank(reason: Reason) -> usize {
+    [
+        Reason::ProcessDown,
+        Reason::NoConnections,
+        Reason::NotRouting,
+        Reason::OriginUnreachable,
+    ]
+    .iter()
+    .position(|r| *r == reason)
+    .unwrap_or(4)
 }
 
 #[derive(Deserialize)]

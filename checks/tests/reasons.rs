@@ -114,6 +114,40 @@ async fn openai_reasons() {
     );
 }
 
+/// Answers shaped as OpenAI's specification allows, beyond its examples: more fields than the
+/// check reads, and error pages that are not OpenAI's JSON, classified by their status.
+#[tokio::test]
+async fn openai_reads_only_what_it_needs_and_classifies_by_status_first() {
+    let fake = testkit::openai::start(OpenAiMode::OkNewerApi).await;
+    let check = openai(format!("{}/v1", fake.base()));
+    let newer = run(&check).await;
+    expect(&newer, Status::Pass, None);
+    assert_eq!(newer.observed["model_count"], 3);
+
+    for (code, status, reason) in [
+        (403, Status::Fail, Reason::Forbidden),
+        (401, Status::Fail, Reason::Auth),
+        (429, Status::Warn, Reason::RateLimited),
+        (404, Status::Fail, Reason::BadResponse),
+    ] {
+        fake.set(OpenAiMode::ServerErrorHtml(code));
+        let hits = fake.hits();
+        let result = run(&check).await;
+        expect(&result, status, Some(reason));
+        assert_eq!(result.observed["http_status"], code, "{result:#?}");
+        assert_eq!(result.observed["body"], "not_openai_json", "{result:#?}");
+        assert!(
+            result.message.contains(&format!("HTTP {code}")),
+            "{result:#?}"
+        );
+        assert_eq!(fake.hits(), hits + 1, "one request");
+    }
+    fake.set(OpenAiMode::NotJson);
+    let not_json = run(&check).await;
+    expect(&not_json, Status::Fail, Some(Reason::BadResponse));
+    assert_eq!(not_json.observed["http_status"], 200);
+}
+
 fn stripe(base: String, key: &str, webhook: Option<&str>) -> StripeCheck {
     let settings = StripeSettings {
         api_base: base,
@@ -251,6 +285,71 @@ async fn stripe_reasons() {
     );
 }
 
+/// A healthy Stripe account never fails on a field the check does not read, and an error in
+/// Stripe's envelope is classified by its status, then its code, with one request.
+#[tokio::test]
+async fn stripe_reads_only_what_it_needs_and_classifies_by_status_first() {
+    let fake = testkit::stripe::start(StripeMode::OkNewerApi { livemode: false }).await;
+    let check = stripe(fake.base(), TEST_KEY, Some(WEBHOOK));
+    let ok = run(&check).await;
+    expect(&ok, Status::Pass, None);
+    assert_eq!(fake.hits(), 1, "one request for a healthy answer");
+    fake.set(StripeMode::OkNewerApi { livemode: true });
+    expect(
+        &run(&check).await,
+        Status::Fail,
+        Some(Reason::Misconfigured),
+    );
+
+    for (status, code, expected, reason) in [
+        (429, "lock_timeout", Status::Warn, Reason::RateLimited),
+        (401, "api_key_revoked_by_policy", Status::Fail, Reason::Auth),
+        (403, "secret_key_required", Status::Fail, Reason::Forbidden),
+        (
+            503,
+            "a_code_from_next_year",
+            Status::Fail,
+            Reason::UpstreamError,
+        ),
+        (
+            400,
+            "a_code_from_next_year",
+            Status::Fail,
+            Reason::BadResponse,
+        ),
+        (401, "api_key_expired", Status::Fail, Reason::Auth),
+    ] {
+        fake.set(StripeMode::ErrorCode { status, code });
+        let hits = fake.hits();
+        let result = run(&check).await;
+        expect(&result, expected, Some(reason));
+        assert_eq!(result.observed["http_status"], status, "{result:#?}");
+        assert_eq!(result.observed["error_code"], code, "{result:#?}");
+        assert_eq!(
+            fake.hits(),
+            hits + 1,
+            "{code}: no second request for Stripe's own body"
+        );
+        assert!(!result.message.contains("not Stripe"), "{result:#?}");
+    }
+    assert_eq!(run(&check).await.observed["key_status"], "expired");
+
+    // A body that is not Stripe's: the library loses the status, one plain request finds it.
+    for (code, reason) in [
+        (503, Reason::UpstreamError),
+        (404, Reason::BadResponse),
+        (401, Reason::Auth),
+    ] {
+        fake.set(StripeMode::ServerErrorHtml(code));
+        let hits = fake.hits();
+        let result = run(&check).await;
+        expect(&result, Status::Fail, Some(reason));
+        assert_eq!(result.observed["http_status"], code, "{result:#?}");
+        assert_eq!(result.observed["body"], "not_stripe_json", "{result:#?}");
+        assert_eq!(fake.hits(), hits + 2, "the one follow-up request");
+    }
+}
+
 fn cloudflare(base: String, account: Option<&str>) -> CloudflareCheck {
     let settings = CloudflareSettings {
         api_base: base,
@@ -322,6 +421,36 @@ async fn cloudflare_reasons() {
     ] {
         set(token.clone());
         expect(&run(&check).await, status, Some(reason));
+    }
+
+    // Cloudflare's `status` decides; an `expires_on` in the past on an active token warns and
+    // says so.
+    set(TokenMode::Active {
+        expires_on: Some("2024-03-09T23:59:59Z".into()),
+    });
+    let past = run(&check).await;
+    expect(&past, Status::Warn, Some(Reason::TokenExpiring));
+    assert_eq!(past.observed["decided_by"], "expires_on");
+    assert!(
+        past.message.contains("active") && past.message.contains("expires_on"),
+        "{past:#?}"
+    );
+    set(TokenMode::Expired);
+    assert_eq!(run(&check).await.observed["decided_by"], "status");
+
+    // Codes no check knows: the status decides.
+    for (status, code, expected, reason) in [
+        (429, 10429, Status::Warn, Reason::RateLimited),
+        (401, 9106, Status::Fail, Reason::Auth),
+        (403, 9109, Status::Fail, Reason::Forbidden),
+        (400, 7777, Status::Fail, Reason::BadResponse),
+        (503, 7777, Status::Fail, Reason::UpstreamError),
+    ] {
+        set(TokenMode::ApiError { status, code });
+        let result = run(&check).await;
+        expect(&result, expected, Some(reason));
+        assert_eq!(result.observed["http_status"], status, "{result:#?}");
+        assert_eq!(result.observed["error_codes"], serde_json::json!([code]));
     }
 
     set(TokenMode::AccountOwned {
@@ -427,6 +556,36 @@ async fn tunnel_reasons() {
         Status::Fail,
         Some(Reason::NoConnections),
     );
+    status(TunnelStatus::Healthy);
+
+    // A pass says what was verified, and nothing more.
+    let api_only = run(&tunnel(None, None, Some(api.clone()))).await;
+    expect(&api_only, Status::Pass, None);
+    assert_eq!(api_only.message, "Cloudflare reports the tunnel healthy");
+    let all = run(&check).await;
+    for part in [
+        "cloudflared is running with 2 edge connection(s)",
+        "the public hostname answers HTTP 200",
+        "Cloudflare reports the tunnel healthy",
+    ] {
+        assert!(all.message.contains(part), "{all:#?}");
+    }
+
+    // cloudflared down: the hostname's 530 is its consequence, one failure with both listed.
+    host.set(HostnameMode::NotRouting);
+    status(TunnelStatus::Down);
+    let down = run(&tunnel(
+        Some(refused_url()),
+        Some(format!("{}/", host.base())),
+        Some(api.clone()),
+    ))
+    .await;
+    expect(&down, Status::Fail, Some(Reason::ProcessDown));
+    assert_eq!(
+        down.observed["failing_reasons"],
+        serde_json::json!(["process_down", "no_connections", "not_routing"])
+    );
+    host.set(HostnameMode::Ok);
     status(TunnelStatus::Healthy);
 
     expect(

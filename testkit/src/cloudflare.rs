@@ -32,6 +32,8 @@ pub enum TokenMode {
     Forbidden,
     /// 429, code 971.
     RateLimited,
+    /// This status with Cloudflare's error envelope carrying this code (one no check knows, say).
+    ApiError { status: u16, code: i64 },
     /// This status with an HTML body.
     ServerError(u16),
     /// Sleeps this long on every route, then answers like `Active { expires_on: None }`.
@@ -97,6 +99,12 @@ async fn answer(mode: CloudflareMode, call: Call) -> Response {
             reply::json(StatusCode::TOO_MANY_REQUESTS, RATE_LIMITED),
             "retry-after",
             "1",
+        ),
+        TokenMode::ApiError { status, code } => reply::json(
+            reply::status(status),
+            format!(
+                r#"{{"success":false,"errors":[{{"code":{code},"message":"Something this check has never seen"}}],"messages":[],"result":null}}"#
+            ),
         ),
         TokenMode::ServerError(code) => {
             let status = reply::status(code);

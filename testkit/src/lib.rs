@@ -7,6 +7,8 @@
 //! never passes it on.
 //!
 //! [`receivers`] stands in for where notifications go: Slack, PagerDuty and a generic webhook.
+//! [`Fake::set_noise`] makes a healthy fake misbehave now and then ([`noise::Noise`]): rare 5xx,
+//! 429 or dropped connections at a set rate, for measuring false alarms.
 //!
 //! [`pg::ScratchDatabase`] gives a test or a bench phase a PostgreSQL database of its own.
 //!
@@ -17,6 +19,7 @@ pub mod cloudflare;
 pub mod cloudflared;
 pub mod hang_up;
 pub mod hostname;
+pub mod noise;
 pub mod openai;
 pub mod pg;
 pub mod receivers;
@@ -33,6 +36,8 @@ use axum::http::header::{AUTHORIZATION, HOST};
 use axum::response::Response;
 use axum::Router;
 use tokio::sync::oneshot;
+
+pub use noise::{Fault, Noise};
 use tokio::task::JoinHandle;
 
 /// A running fake: its mode can be switched while it runs.
@@ -64,6 +69,11 @@ impl<M> Fake<M> {
         format!("http://{}", self.addr)
     }
 
+    /// Requests answered with an injected fault so far (see [`Fake::set_noise`]).
+    pub fn faults(&self) -> usize {
+        self.shared.faults.load(Ordering::SeqCst)
+    }
+
     /// The `Authorization` header of the latest request, verbatim; `None` if that request had none
     /// (or if no request came yet).
     pub fn last_authorization(&self) -> Option<String> {
@@ -75,6 +85,11 @@ impl<M: Clone + Send + Sync + 'static> Fake<M> {
     /// Switches the behaviour; the next request is answered in the new mode.
     pub fn set(&self, mode: M) {
         *lock(&self.shared.mode) = mode;
+    }
+
+    /// Injects rare faults into the answers from now on (`None`: none).
+    pub fn set_noise(&self, noise: Option<Noise<M>>) {
+        *lock(&self.shared.noise) = noise;
     }
 }
 
@@ -134,13 +149,16 @@ impl Call {
 
 struct Shared<M> {
     mode: Mutex<M>,
+    noise: Mutex<Option<Noise<M>>>,
+    faults: AtomicUsize,
     hits: AtomicUsize,
     last_authorization: Mutex<Option<String>>,
 }
 
 impl<M: Clone> Shared<M> {
-    /// Counts the request, remembers its credential and returns what the answer needs.
-    fn record(&self, request: &Request) -> (M, Call) {
+    /// Counts the request, remembers its credential and returns what the answer needs: the mode
+    /// to answer in, or a reset.
+    fn record(&self, request: &Request) -> (Option<M>, Call) {
         let header = |name| {
             request
                 .headers()
@@ -159,7 +177,16 @@ impl<M: Clone> Shared<M> {
             host: header(HOST),
             hit,
         };
-        (lock(&self.mode).clone(), call)
+        let fault = lock(&self.noise).as_ref().and_then(|n| n.pick(hit));
+        if fault.is_some() {
+            self.faults.fetch_add(1, Ordering::SeqCst);
+        }
+        let mode = match fault {
+            Some(Fault::Reset) => None,
+            Some(Fault::Answer(mode)) => Some(mode),
+            None => Some(lock(&self.mode).clone()),
+        };
+        (mode, call)
     }
 }
 
@@ -177,6 +204,8 @@ where
 {
     let shared = Arc::new(Shared {
         mode: Mutex::new(mode),
+        noise: Mutex::new(None),
+        faults: AtomicUsize::new(0),
         hits: AtomicUsize::new(0),
         last_authorization: Mutex::new(None),
     });
@@ -190,7 +219,13 @@ where
     let state = Arc::clone(&shared);
     let app = Router::new().fallback(move |request: Request| {
         let (mode, call) = state.record(&request);
-        answer(mode, call)
+        let answer = answer.clone();
+        async move {
+            match mode {
+                Some(mode) => answer(mode, call).await,
+                None => noise::reset(),
+            }
+        }
     });
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {

@@ -15,6 +15,9 @@ use crate::{serve, Call, Fake};
 pub enum OpenAiMode {
     /// 200 with the model list.
     Ok,
+    /// 200 with model entries carrying fields beyond the specification's required four, and a
+    /// list-level field, as newer API versions add them.
+    OkNewerApi,
     /// 401 `invalid_api_key`; the message echoes the full presented key.
     InvalidKey,
     /// 429 `insufficient_quota`: billing, not worth retrying.
@@ -43,9 +46,15 @@ pub async fn start(mode: OpenAiMode) -> Fake<OpenAiMode> {
 
 const MODELS: &str = r#"{"object":"list","data":[{"id":"gpt-4o-mini","object":"model","created":1721172741,"owned_by":"system"}]}"#;
 
+const NEWER_MODELS: &str = r#"{"object":"list","data":[{"id":"gpt-4o-mini","object":"model","created":1721172741,"owned_by":"system","capabilities":{"vision":true}},{"id":"ft:gpt-4o-mini:acme::9x","object":"model","created":1730000000,"owned_by":"user-acme","permission":[]},{"id":"o-next","object":"model","created":1760000000,"owned_by":"system","lifecycle":{"stage":"preview"}}],"has_more":false,"first_id":"gpt-4o-mini"}"#;
+
 async fn answer(mode: OpenAiMode, call: Call) -> Response {
     let response = match mode {
         OpenAiMode::Ok => route(&call),
+        OpenAiMode::OkNewerApi => match call.path.trim_end_matches('/') {
+            "/v1/models" => reply::json(StatusCode::OK, NEWER_MODELS),
+            _ => route(&call),
+        },
         OpenAiMode::Slow(delay) => {
             tokio::time::sleep(delay).await;
             route(&call)

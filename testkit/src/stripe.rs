@@ -16,6 +16,14 @@ use crate::{serve, Call, Fake};
 pub enum StripeMode {
     /// 200 with the balance; `livemode` lets tests catch a test key used in production.
     Ok { livemode: bool },
+    /// 200 with a balance as newer API versions and real accounts answer it: currencies outside
+    /// any client library's fixed list (`xcg`, `usdc`, `ves`, `sle`, `stn`, `mru`; the
+    /// specification allows any string) and fields added since (`instant_available`,
+    /// `refund_and_dispute_prefunding`).
+    OkNewerApi { livemode: bool },
+    /// This status with Stripe's error envelope and this `code` (an open set: `lock_timeout` on
+    /// a 429, or a code added after any library was written).
+    ErrorCode { status: u16, code: &'static str },
     /// 401; the message echoes the full presented key.
     InvalidKey,
     /// 401 `api_key_expired`; the message echoes the full presented key.
@@ -46,6 +54,18 @@ async fn answer(mode: StripeMode, call: Call) -> Response {
     let response = match mode {
         StripeMode::Ok { livemode } => route(&call, "", livemode),
         StripeMode::Under(prefix) => route(&call, prefix, false),
+        StripeMode::OkNewerApi { livemode } => match call.path.as_str() {
+            "/v1/balance" => reply::json(StatusCode::OK, newer_balance(livemode)),
+            _ => route(&call, "", livemode),
+        },
+        StripeMode::ErrorCode { status, code } => reply::json(
+            reply::status(status),
+            format!(
+                r#"{{"error":{{"code":{},"doc_url":{},"message":"This object cannot be accessed right now because another API request or Stripe process is currently accessing it. If you see this error intermittently, retry the request.","request_log_url":"https://dashboard.stripe.com/test/logs/req_fake?t=1700000000","type":"invalid_request_error"}}}}"#,
+                reply::quoted(code),
+                reply::quoted(&format!("https://stripe.com/docs/error-codes/{}", code.replace('_', "-"))),
+            ),
+        ),
         StripeMode::Slow(delay) => {
             tokio::time::sleep(delay).await;
             route(&call, "", false)
@@ -87,6 +107,27 @@ async fn answer(mode: StripeMode, call: Call) -> Response {
         }
     };
     reply::header(response, "request-id", &format!("req_fake{:012}", call.hit))
+}
+
+/// A balance with currencies and fields that the published specification allows and that fixed
+/// client-side lists do not know.
+fn newer_balance(livemode: bool) -> String {
+    let funds = |amount: i64| {
+        ["usd", "xcg", "usdc", "ves", "sle", "stn", "mru"]
+            .iter()
+            .map(|c| {
+                format!(
+                    r#"{{"amount":{amount},"currency":"{c}","source_types":{{"card":{amount}}}}}"#
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    format!(
+        r#"{{"object":"balance","available":[{}],"connect_reserved":[{{"amount":0,"currency":"xcg"}}],"instant_available":[{{"amount":120,"currency":"usdc","net_available":[{{"amount":118,"destination":"ba_fake","source_types":{{"card":118}}}}],"source_types":{{"card":120}}}}],"issuing":{{"available":[{{"amount":0,"currency":"sle"}}]}},"livemode":{livemode},"pending":[{}],"refund_and_dispute_prefunding":{{"available":[{{"amount":0,"currency":"mru"}}],"pending":[{{"amount":0,"currency":"stn"}}]}}}}"#,
+        funds(1500),
+        funds(0)
+    )
 }
 
 fn route(call: &Call, prefix: &str, livemode: bool) -> Response {

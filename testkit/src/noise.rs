@@ -1,0 +1,62 @@
+//! Rare faults injected into a fake's otherwise normal answers: a healthy upstream as it really
+//! behaves, with the odd 5xx, 429 or dropped connection, at a set rate and reproducibly (the
+//! choice for the n-th request depends only on the seed and n).
+
+use axum::body::{Body, Bytes};
+use axum::http::StatusCode;
+use axum::response::Response;
+
+/// Faults at a rate, chosen in turn from `faults`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Noise<M> {
+    /// Faulty answers per million requests (20,000 is 2 %).
+    pub per_million: u32,
+    /// Which requests are faulty depends only on this and the request's number.
+    pub seed: u64,
+    /// What a faulty answer is; the k-th fault is `faults[k % len]`.
+    pub faults: Vec<Fault<M>>,
+}
+
+/// One faulty answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault<M> {
+    /// Answer this one request in another mode of the fake (a 503 page, a 429 …).
+    Answer(M),
+    /// Send the status line and headers, then drop the connection mid-body.
+    Reset,
+}
+
+impl<M: Clone> Noise<M> {
+    /// The fault for request number `hit` (from 1), if it is to be faulty.
+    pub(crate) fn pick(&self, hit: usize) -> Option<Fault<M>> {
+        if self.faults.is_empty() {
+            return None;
+        }
+        let draw = splitmix64(self.seed ^ (hit as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        if draw % 1_000_000 >= u64::from(self.per_million) {
+            return None;
+        }
+        let k = (draw / 1_000_000) as usize % self.faults.len();
+        Some(self.faults[k].clone())
+    }
+}
+
+/// A well-mixed 64-bit hash of `x` (SplitMix64's finaliser).
+fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// A 200 whose body fails after the head is sent: the server drops the connection mid-answer.
+pub(crate) fn reset() -> Response {
+    let failing = futures::stream::once(async {
+        Err::<Bytes, _>(std::io::Error::other("testkit: connection reset"))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "application/json")
+        .body(Body::from_stream(failing))
+        .expect("testkit: a response with a failing body")
+}
