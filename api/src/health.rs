@@ -57,8 +57,8 @@ pub(crate) async fn live() -> Response {
     tag = "probes",
     operation_id = "ready",
     responses(
-        (status = 200, description = "ready to serve", body = Object),
-        (status = 503, description = "not ready: a required check fails, or the process is shutting down", body = Object),
+        (status = 200, description = "ready to serve", body = crate::readiness::ReadyBody),
+        (status = 503, description = "not ready: a required check fails, or the process is shutting down", body = crate::readiness::ReadyBody),
     )
 )]
 pub(crate) async fn ready(State(state): State<AppState>) -> Response {

@@ -10,7 +10,6 @@ use axum::body::Bytes;
 use axum::http::StatusCode;
 use checks::{database, CheckResult, Status};
 use chrono::{DateTime, Utc};
-use serde_json::json;
 
 use crate::config::Config;
 use crate::freshness::Freshness;
@@ -155,30 +154,59 @@ fn render_ready(
 ) -> (StatusCode, Bytes) {
     let failing = results.iter().any(|o| o.result.status == Status::Fail);
     let ok = !failing && !shutting_down && results.len() == expected;
-    let checks: serde_json::Map<String, serde_json::Value> = results
+    let checks = results
         .iter()
         .map(|o| {
             let r = &o.result;
-            let entry = json!({
-                "status": r.status,
-                "reason": r.reason,
-                "message": r.message,
-                "hint": r.hint,
-                "latencyMs": r.latency_ms,
-                "checkedAt": o.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            });
+            let entry = ReadyCheck {
+                status: r.status,
+                reason: r.reason,
+                message: r.message.clone(),
+                hint: r.hint.clone(),
+                latency_ms: r.latency_ms,
+                checked_at: o.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            };
             (r.name.clone(), entry)
         })
         .collect();
-    let body = json!({
-        "status": if ok { "ready" } else { "not_ready" },
-        "shuttingDown": shutting_down,
-        "checks": checks,
-    });
+    let body = ReadyBody {
+        status: if ok { "ready" } else { "not_ready" },
+        shutting_down,
+        checks,
+    };
     let status = if ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Bytes::from(body.to_string()))
+    let text = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
+    (status, Bytes::from(text))
+}
+
+/// The readiness answer: `GET /health/ready` and `GET /ready`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadyBody {
+    /// `ready` or `not_ready`.
+    #[schema(value_type = String, pattern = "^(ready|not_ready)$")]
+    pub status: &'static str,
+    /// True from the first SIGTERM: the pod is draining.
+    pub shutting_down: bool,
+    /// Each required check's latest result, by name.
+    pub checks: std::collections::BTreeMap<String, ReadyCheck>,
+}
+
+/// One required check as readiness saw it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReadyCheck {
+    /// `pass`, `warn`, `fail` or `skipped`.
+    #[schema(value_type = String)]
+    pub status: Status,
+    #[schema(value_type = Option<String>)]
+    pub reason: Option<checks::Reason>,
+    pub message: String,
+    pub hint: Option<String>,
+    pub latency_ms: u64,
+    pub checked_at: String,
 }

@@ -10,7 +10,9 @@ use checks::{overall, CheckResult, Status};
 use chrono::{DateTime, Utc};
 use entity::EventType;
 use secrecy::ExposeSecret;
+use serde::Serialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use super::{DoctorError, Trigger};
 use crate::error::{ApiError, ApiResult};
@@ -258,8 +260,8 @@ fn component_type(name: &str) -> &'static str {
     operation_id = "healthStatus",
     security((), ("admin" = [])),
     responses(
-        (status = 200, description = "pass or warn; with the admin token, every check", content_type = "application/health+json", body = Object),
-        (status = 503, description = "fail", content_type = "application/health+json", body = Object),
+        (status = 200, description = "pass or warn; with the admin token, every check", content_type = "application/health+json", body = HealthStatus),
+        (status = 503, description = "fail", content_type = "application/health+json", body = HealthStatus),
     )
 )]
 pub(crate) async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -278,31 +280,36 @@ pub(crate) async fn status(State(state): State<AppState>, headers: HeaderMap) ->
     );
     let plain: Vec<CheckResult> = all.iter().map(|(r, _)| r.clone()).collect();
     let status = overall(&plain, required);
-    let mut body = json!({ "status": status.as_str() });
+    let mut body = HealthStatus {
+        status: status.as_str(),
+        version: None,
+        release_id: None,
+        service_id: None,
+        description: None,
+        checks: None,
+    };
     if is_admin(&state, &headers) {
-        let checks: serde_json::Map<String, Value> = all
+        let checks = all
             .iter()
             .filter(|(r, _)| r.status != Status::Skipped)
             .map(|(r, at)| {
-                let mut entry = json!({
-                    "componentId": r.name,
-                    "componentType": component_type(&r.name),
-                    "observedValue": r.latency_ms,
-                    "observedUnit": "ms",
-                    "status": r.status.as_str(),
-                    "time": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                });
-                if r.status != Status::Pass {
-                    entry["output"] = json!(r.message);
-                }
-                (format!("{}:responseTime", r.name), json!([entry]))
+                let entry = HealthCheck {
+                    component_id: r.name.clone(),
+                    component_type: component_type(&r.name),
+                    observed_value: r.latency_ms,
+                    observed_unit: "ms",
+                    status: r.status.as_str(),
+                    time: at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    output: (r.status != Status::Pass).then(|| r.message.clone()),
+                };
+                (format!("{}:responseTime", r.name), vec![entry])
             })
             .collect();
-        body["version"] = json!("1");
-        body["releaseId"] = json!(env!("CARGO_PKG_VERSION"));
-        body["serviceId"] = json!("opsdoctor");
-        body["description"] = json!("health of the stack opsdoctor watches");
-        body["checks"] = Value::Object(checks);
+        body.version = Some("1");
+        body.release_id = Some(env!("CARGO_PKG_VERSION"));
+        body.service_id = Some("opsdoctor");
+        body.description = Some("health of the stack opsdoctor watches");
+        body.checks = Some(checks);
     }
     let code = if status == Status::Fail {
         StatusCode::SERVICE_UNAVAILABLE
@@ -318,4 +325,48 @@ pub(crate) async fn status(State(state): State<AppState>, headers: HeaderMap) ->
         .headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// `GET /health/status`, in the IETF health-check format; the fields after `status` only for an
+/// admin.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthStatus {
+    /// `pass`, `warn` or `fail`.
+    #[schema(value_type = String, pattern = "^(pass|warn|fail)$")]
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub version: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub release_id: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub service_id: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub description: Option<&'static str>,
+    /// `"<check>:responseTime"` → the check's latest result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checks: Option<std::collections::BTreeMap<String, Vec<HealthCheck>>>,
+}
+
+/// One check in the IETF format.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    pub component_id: String,
+    #[schema(value_type = String)]
+    pub component_type: &'static str,
+    /// The check's latency.
+    pub observed_value: u64,
+    #[schema(value_type = String)]
+    pub observed_unit: &'static str,
+    #[schema(value_type = String)]
+    pub status: &'static str,
+    pub time: String,
+    /// What was found, when the check did not pass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
 }

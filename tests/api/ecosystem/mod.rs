@@ -4,6 +4,7 @@
 
 mod argo;
 mod flagger;
+mod kubernetes;
 mod metrics;
 mod openapi;
 
