@@ -371,3 +371,50 @@ async fn a_restart_delivers_what_was_queued_and_nothing_twice() {
     );
     second.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_sharing_a_postgres_database_deliver_once_and_take_over() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let stack = Stack::healthy().await;
+    let to = Receivers::start().await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = serve(&stack, &db, &to.env(dir_a.path(), "50")).await;
+    let second = serve(&stack, &db, &to.env(dir_b.path(), "50")).await;
+    stack.openai.set(OpenAiMode::ServerErrorJson(500));
+    doctor(&first).await;
+    assert_eq!(to.slack.wait_for(1, WAIT).await.len(), 1);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        to.slack.received().len(),
+        1,
+        "one of the two processes delivers"
+    );
+    assert_eq!(to.pagerduty.received().len(), 1);
+
+    // Whichever delivered, the survivor delivers what happens next.
+    first.stop().await;
+    stack.openai.set(OpenAiMode::Ok);
+    doctor(&second).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    let resolved = |r: &Received| {
+        r.json()["text"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("[RESOLVED]")
+    };
+    while !to.slack.received().iter().any(resolved) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the resolve was never delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        to.slack.received().iter().filter(|r| resolved(r)).count(),
+        1
+    );
+    second.stop().await;
+}
