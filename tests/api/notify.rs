@@ -418,3 +418,56 @@ async fn processes_sharing_a_postgres_database_deliver_once_and_take_over() {
     );
     second.stop().await;
 }
+
+/// The real binary, logging at `debug` in JSON, with every notification secret planted and
+/// receivers that refuse, throttle and fail: no piece of a secret reaches its log, the status
+/// page or a receiver that should not have it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notification_secrets_never_reach_the_log_or_the_status_page() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let stack = Stack::healthy().await;
+    stack.openai.set(OpenAiMode::ServerErrorJson(500));
+    let to = Receivers::start().await;
+    to.slack.script([Answer::InvalidPayload]);
+    to.pagerduty
+        .script([Answer::RateLimited { retry_after_s: 1 }]);
+    to.hook.script([Answer::Unavailable]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = stack.env();
+    env.extend(to.env(dir.path(), "50"));
+    env.push(("RUST_LOG".into(), "debug".into()));
+    let app = crate::helpers::TestApp::spawn_with(&db, &with(&env, &[]), &[]);
+    let (status, _) = app.post("/ops/doctor/run", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    to.slack.wait_for(1, WAIT).await;
+    to.pagerduty.wait_for(2, WAIT).await;
+    to.hook.wait_for(2, WAIT).await;
+    let mut pages = String::new();
+    for token in [None, Some(ADMIN_TOKEN)] {
+        let mut request = app.client.get(format!("{}/status", app.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        pages.push_str(&request.send().await.unwrap().text().await.unwrap());
+    }
+    assert!(pages.contains("openai"), "{pages}");
+    let logs = app.stop();
+    assert!(
+        logs.contains("notification refused"),
+        "the 400 was logged:\n{logs}"
+    );
+    for (what, text) in [("the log", &logs), ("the status page", &pages)] {
+        for secret in ["slackwebhooksecret0123", ROUTING_KEY, HOOK_SECRET] {
+            assert!(!text.contains(secret), "{what} shows {secret}");
+        }
+    }
+    for r in [
+        to.slack.received(),
+        to.pagerduty.received(),
+        to.hook.received(),
+    ] {
+        assert_no_secret(&r);
+    }
+}
