@@ -347,8 +347,17 @@ async fn a_restart_delivers_what_was_queued_and_nothing_twice() {
     doctor(&first).await;
     assert_eq!(to.pagerduty.wait_for(1, WAIT).await.len(), 1);
     assert_eq!(to.slack.wait_for(1, WAIT).await[0].status, 503);
-    // Let PagerDuty's delivery be recorded as settled before the stop.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // PagerDuty's delivery is recorded as settled in the outbox before the stop.
+    let journal = dir.path().join("outbox.jsonl");
+    let deadline = std::time::Instant::now() + WAIT;
+    while !std::fs::read_to_string(&journal)
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with(r#"{"settle""#) && l.contains(r#"@pagerduty""#))
+    {
+        assert!(std::time::Instant::now() < deadline, "never settled");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     first.stop().await;
 
     // Slack is back; the second process finds the undelivered message in the outbox.
