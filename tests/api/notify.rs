@@ -347,8 +347,17 @@ async fn a_restart_delivers_what_was_queued_and_nothing_twice() {
     doctor(&first).await;
     assert_eq!(to.pagerduty.wait_for(1, WAIT).await.len(), 1);
     assert_eq!(to.slack.wait_for(1, WAIT).await[0].status, 503);
-    // Let PagerDuty's delivery be recorded as settled before the stop.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // PagerDuty's delivery is recorded as settled in the outbox before the stop.
+    let journal = dir.path().join("outbox.jsonl");
+    let deadline = std::time::Instant::now() + WAIT;
+    while !std::fs::read_to_string(&journal)
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with(r#"{"settle""#) && l.contains(r#"@pagerduty""#))
+    {
+        assert!(std::time::Instant::now() < deadline, "never settled");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
     first.stop().await;
 
     // Slack is back; the second process finds the undelivered message in the outbox.
@@ -370,4 +379,104 @@ async fn a_restart_delivers_what_was_queued_and_nothing_twice() {
         "delivered before the restart: not sent again"
     );
     second.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_sharing_a_postgres_database_deliver_once_and_take_over() {
+    let Some(db) = TestDb::new(Backend::Postgres).await else {
+        return;
+    };
+    let stack = Stack::healthy().await;
+    let to = Receivers::start().await;
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let first = serve(&stack, &db, &to.env(dir_a.path(), "50")).await;
+    let second = serve(&stack, &db, &to.env(dir_b.path(), "50")).await;
+    stack.openai.set(OpenAiMode::ServerErrorJson(500));
+    doctor(&first).await;
+    assert_eq!(to.slack.wait_for(1, WAIT).await.len(), 1);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        to.slack.received().len(),
+        1,
+        "one of the two processes delivers"
+    );
+    assert_eq!(to.pagerduty.received().len(), 1);
+
+    // Whichever delivered, the survivor delivers what happens next.
+    first.stop().await;
+    stack.openai.set(OpenAiMode::Ok);
+    doctor(&second).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    let resolved = |r: &Received| {
+        r.json()["text"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("[RESOLVED]")
+    };
+    while !to.slack.received().iter().any(resolved) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the resolve was never delivered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        to.slack.received().iter().filter(|r| resolved(r)).count(),
+        1
+    );
+    second.stop().await;
+}
+
+/// The real binary, logging at `debug` in JSON, with every notification secret planted and
+/// receivers that refuse, throttle and fail: no piece of a secret reaches its log, the status
+/// page or a receiver that should not have it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notification_secrets_never_reach_the_log_or_the_status_page() {
+    let Some(db) = TestDb::new(Backend::Sqlite).await else {
+        return;
+    };
+    let stack = Stack::healthy().await;
+    stack.openai.set(OpenAiMode::ServerErrorJson(500));
+    let to = Receivers::start().await;
+    to.slack.script([Answer::InvalidPayload]);
+    to.pagerduty
+        .script([Answer::RateLimited { retry_after_s: 1 }]);
+    to.hook.script([Answer::Unavailable]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = stack.env();
+    env.extend(to.env(dir.path(), "50"));
+    env.push(("RUST_LOG".into(), "debug".into()));
+    let app = crate::helpers::TestApp::spawn_with(&db, &with(&env, &[]), &[]);
+    let (status, _) = app.post("/ops/doctor/run", json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    to.slack.wait_for(1, WAIT).await;
+    to.pagerduty.wait_for(2, WAIT).await;
+    to.hook.wait_for(2, WAIT).await;
+    let mut pages = String::new();
+    for token in [None, Some(ADMIN_TOKEN)] {
+        let mut request = app.client.get(format!("{}/status", app.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        pages.push_str(&request.send().await.unwrap().text().await.unwrap());
+    }
+    assert!(pages.contains("openai"), "{pages}");
+    let logs = app.stop();
+    assert!(
+        logs.contains("notification refused"),
+        "the 400 was logged:\n{logs}"
+    );
+    for (what, text) in [("the log", &logs), ("the status page", &pages)] {
+        for secret in ["slackwebhooksecret0123", ROUTING_KEY, HOOK_SECRET] {
+            assert!(!text.contains(secret), "{what} shows {secret}");
+        }
+    }
+    for r in [
+        to.slack.received(),
+        to.pagerduty.received(),
+        to.hook.received(),
+    ] {
+        assert_no_secret(&r);
+    }
 }

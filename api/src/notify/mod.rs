@@ -5,9 +5,11 @@
 //! the finished deploys through their stores, so a transition counts once it is committed,
 //! whoever made it (the doctor, the API, a deploy, another process). Each transition is queued
 //! per target in the [`Outbox`] (fsynced, so a restart delivers it, keyed, so it is delivered
-//! once), then handed to that target's [`deliver::Courier`].
+//! once), then handed to that target's [`deliver::Courier`]. Processes sharing a PostgreSQL
+//! database elect one notifier between them (`leader.rs`).
 
 pub mod deliver;
+mod leader;
 pub mod outbox;
 pub mod targets;
 pub mod transition;
@@ -21,6 +23,7 @@ use entity::EventType;
 use tokio::sync::mpsc;
 
 use self::deliver::Courier;
+use self::leader::Leadership;
 pub use self::outbox::{Delivery, FileOutbox, Outbox, Target};
 pub use self::transition::{Kind, Transition};
 use crate::config::{Config, NotifyConfig};
@@ -134,6 +137,8 @@ struct Watcher {
 
 impl Watcher {
     async fn run(self) {
+        let db = self.incidents.connection().clone();
+        let mut leadership = Leadership::acquire(&db, self.poll).await;
         // What a previous run queued and did not settle goes first, in order.
         for delivery in self.outbox.pending() {
             self.hand_over(delivery);
@@ -141,6 +146,10 @@ impl Watcher {
         // A first start notifies from now on, not the whole history.
         let mut cursor = self.outbox.cursor().unwrap_or_else(now);
         loop {
+            if !leadership.held().await {
+                tracing::warn!("the notification lock's connection closed; taking the lock again");
+                leadership = Leadership::acquire(&db, self.poll).await;
+            }
             match self.read_feed(cursor).await {
                 Ok((transitions, newest)) => {
                     let newest = newest.max(cursor);

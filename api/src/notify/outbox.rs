@@ -263,6 +263,9 @@ impl Outbox for FileOutbox {
         append(&mut state, &entries)?;
         state.pending.extend(fresh.iter().cloned());
         state.cursor = Some(cursor);
+        drop(state);
+        // A quiet feed still moves the cursor: the journal is kept short here too.
+        self.compact_if_needed()?;
         Ok(fresh)
     }
 
@@ -356,6 +359,24 @@ mod tests {
         drop(file);
         let reopened = FileOutbox::open(dir.path()).unwrap();
         assert_eq!(reopened.pending(), vec![a]);
+    }
+
+    #[test]
+    fn a_cursor_that_keeps_moving_does_not_grow_the_journal_without_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = FileOutbox::open(dir.path()).unwrap();
+        let mut last = at(0);
+        for n in 0..(COMPACT_AFTER_LINES as i64 + 100) {
+            last = at(0) + chrono::TimeDelta::milliseconds(n);
+            assert!(outbox.enqueue(Vec::new(), last).unwrap().is_empty());
+        }
+        let lines = std::fs::read_to_string(dir.path().join("outbox.jsonl"))
+            .unwrap()
+            .lines()
+            .count();
+        assert!(lines <= COMPACT_AFTER_LINES + 1, "{lines} lines");
+        drop(outbox);
+        assert_eq!(FileOutbox::open(dir.path()).unwrap().cursor(), Some(last));
     }
 
     #[test]
