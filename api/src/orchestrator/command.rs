@@ -212,7 +212,7 @@ impl Runner {
         };
         let mut cmd = tokio::process::Command::new(&argv[0]);
         cmd.args(&argv[1..])
-            .envs(&spec.env)
+            .envs(spec.env.iter().map(|(k, v)| (k, fill(v, vars))))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -285,7 +285,7 @@ impl Runner {
         };
         let mut cmd = std::process::Command::new(&argv[0]);
         cmd.args(&argv[1..])
-            .envs(&spec.env)
+            .envs(spec.env.iter().map(|(k, v)| (k, fill(v, vars))))
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)

@@ -259,6 +259,15 @@ impl Deploy {
             }
         }
         if result.is_ok() {
+            if changes.switched {
+                // Requests the proxy's old workers still hold on the new colour finish first.
+                progress.say(&format!(
+                    "draining {} for {}",
+                    self.target.as_str(),
+                    humantime::format_duration(self.plan.drain)
+                ));
+                tokio::time::sleep(self.plan.drain).await;
+            }
             if let Some(f) = self
                 .plan
                 .frontend

@@ -19,6 +19,9 @@ pub mod state;
 mod steps;
 mod verify;
 
+#[cfg(test)]
+mod plan_tests;
+
 pub use verify::tunnel_restart_lock;
 
 /// Deployed and verified.

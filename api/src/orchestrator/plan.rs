@@ -266,10 +266,30 @@ pub fn load(path: &std::path::Path, env: &str) -> Result<EnvPlan, PlanError> {
 /// Parses a plan's text (see [`load`]).
 pub fn parse(file: &str, text: &str, env: &str) -> Result<EnvPlan, PlanError> {
     let parsed: PlanFile = toml::from_str(text).map_err(|e| {
-        let line = e
+        let mut line = e
             .span()
-            .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
             .unwrap_or(0);
+        // An unknown key is reported at its table; point at the key itself.
+        if let Some(key) = e
+            .message()
+            .split('`')
+            .nth(1)
+            .filter(|_| e.message().starts_with("unknown field"))
+        {
+            if let Some(n) = text
+                .lines()
+                .enumerate()
+                .skip(line.saturating_sub(1))
+                .find_map(|(n, l)| {
+                    let l = l.trim_start();
+                    (l.starts_with(key) && l[key.len()..].trim_start().starts_with('='))
+                        .then_some(n + 1)
+                })
+            {
+                line = n;
+            }
+        }
         PlanError {
             file: file.to_owned(),
             line,

@@ -171,6 +171,8 @@ pub async fn deploy(
     let beat = heartbeat(&d, lock.clone(), &deploy_id, lease);
     let code = drive(&d, &deploy_id).await;
     beat.abort();
+    // The heartbeat holds the lock's other handle until its task is really gone.
+    let _ = beat.await;
     if let Ok(lock) = Arc::try_unwrap(lock) {
         lock.into_inner().release().await;
     }
@@ -230,7 +232,6 @@ async fn drive(d: &Deploy, id: &str) -> u8 {
             let rolled = d.roll_back().await;
             let reason = format!("{}: {}", state.as_str(), fault.cause);
             d.with_report(|r| {
-                r.next_steps.push(fault.next_step.clone());
                 if let Err(e) = &rolled {
                     r.next_steps.insert(
                         0,

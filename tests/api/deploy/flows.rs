@@ -78,7 +78,14 @@ async fn successful_deploys_switch_without_a_failed_request(backend: Backend) {
     traffic.assert_no_failure().await;
     assert!(scene.serving().await.contains("release v2"));
     let report = scene.latest_report();
+    if backend == Backend::Postgres {
+        scene.keep_report_for_docs("success");
+    }
     assert_eq!(report["liveBefore"], "blue (v1)");
+    assert!(
+        report["lock"]["tookOver"].is_null(),
+        "a finished deploy leaves no holder behind"
+    );
     assert_eq!(report["liveAfter"], "green (v2)");
     assert!(
         !report["gateIds"].as_array().expect("gate ids").is_empty(),
@@ -133,6 +140,9 @@ async fn readiness_timeout_tries_one_recovery_then_rolls_back(backend: Backend) 
     traffic.assert_no_failure().await;
     assert_eq!(code, 1, "{err}");
     let report = scene.latest_report();
+    if backend == Backend::Postgres {
+        scene.keep_report_for_docs("rolled-back");
+    }
     assert_eq!(report["outcome"], "rolled_back");
     assert_eq!(report["failure"]["state"], "BACKEND_READY_GATE");
     let tail: Vec<(String, String)> = states(&report).into_iter().rev().take(2).collect();

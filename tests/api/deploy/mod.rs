@@ -57,11 +57,19 @@ pub fn deploy_app() -> PathBuf {
         .clone()
 }
 
+/// A port that binds now, never handed out twice in this run: taken below the kernel's ephemeral
+/// range, so the port-0 listeners of other tests (and their outgoing connections) never take it
+/// between this call and the deploy binding it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let base = 15_000 + (std::process::id() % 1_000) as u16 * 15;
+    loop {
+        let offset = NEXT.fetch_add(1, Ordering::SeqCst) % 15_000;
+        let port = 15_000 + (base - 15_000 + offset) % 15_000;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A real nginx on a loopback port, proxying to the port written in `upstream.conf`.
@@ -321,6 +329,36 @@ timeout = "10s"
         serde_json::from_str(&std::fs::read_to_string(last).expect("report")).expect("report JSON")
     }
 
+    /// With `UPDATE_DEPLOY_DOCS=1`, copies the newest text report to `docs/reports/<name>.txt`,
+    /// the real reports `docs/deploy.md` shows (temporary paths shortened).
+    pub fn keep_report_for_docs(&self, name: &str) {
+        if std::env::var_os("UPDATE_DEPLOY_DOCS").is_none() {
+            return;
+        }
+        let json = self.latest_report();
+        let mut texts: Vec<PathBuf> = std::fs::read_dir(self.path("logs"))
+            .expect("logs dir")
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+            .collect();
+        texts.sort();
+        let text = std::fs::read_to_string(texts.last().expect("a text report")).expect("report");
+        let bin = format!("{}/target/debug/", env!("CARGO_MANIFEST_DIR"));
+        let text = text
+            .replace(&self.dir.path().display().to_string(), "/srv/app")
+            .replace(&bin, "/usr/local/bin/");
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reports");
+        std::fs::create_dir_all(&docs).expect("docs/reports");
+        std::fs::write(docs.join(format!("{name}.txt")), text).expect("write report");
+        std::fs::write(
+            docs.join(format!("{name}.json")),
+            serde_json::to_string_pretty(&json)
+                .unwrap_or_default()
+                .replace(&self.dir.path().display().to_string(), "/srv/app"),
+        )
+        .expect("write report");
+    }
+
     /// What the entry point answers now.
     pub async fn serving(&self) -> String {
         reqwest::get(self.nginx.entry())
@@ -383,8 +421,12 @@ impl Traffic {
         let failed = Arc::new(AtomicUsize::new(0));
         let (s, n, f) = (stop.clone(), sent.clone(), failed.clone());
         let task = tokio::spawn(async move {
+            // A new connection per request: at a reload nginx closes its idle keep-alive client
+            // connections, which a client may be writing to at that moment (browsers retry
+            // those); what is measured here is whether a request nginx accepted fails.
             let client = reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
+                .pool_max_idle_per_host(0)
                 .build()
                 .expect("client");
             let started = Instant::now();
