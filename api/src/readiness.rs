@@ -153,7 +153,8 @@ fn render_ready(
     expected: usize,
     shutting_down: bool,
 ) -> (StatusCode, Bytes) {
-    let failing = results.iter().any(|o| o.result.status == Status::Fail);
+    // Failing by the thresholds (see `decisions`), not by one observation.
+    let failing = results.iter().any(|o| o.decision.is_failing());
     let ok = !failing && !shutting_down && results.len() == expected;
     let checks: serde_json::Map<String, serde_json::Value> = results
         .iter()
@@ -165,6 +166,7 @@ fn render_ready(
                 "message": r.message,
                 "hint": r.hint,
                 "latencyMs": r.latency_ms,
+                "decided": o.decision.state,
                 "checkedAt": o.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             });
             (r.name.clone(), entry)
