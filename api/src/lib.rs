@@ -5,6 +5,7 @@ pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod db;
+pub mod decisions;
 pub mod deploys;
 pub mod doctor;
 pub mod error;

@@ -152,7 +152,8 @@ fn render_ready(
     expected: usize,
     shutting_down: bool,
 ) -> (StatusCode, Bytes) {
-    let failing = results.iter().any(|o| o.result.status == Status::Fail);
+    // Failing by the thresholds (see `decisions`), not by one observation.
+    let failing = results.iter().any(|o| o.decision.is_failing());
     let ok = !failing && !shutting_down && results.len() == expected;
     let checks = results
         .iter()
@@ -164,6 +165,7 @@ fn render_ready(
                 message: r.message.clone(),
                 hint: r.hint.clone(),
                 latency_ms: r.latency_ms,
+                decided: o.decision.state,
                 checked_at: o.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             };
             (r.name.clone(), entry)
@@ -208,5 +210,8 @@ pub struct ReadyCheck {
     pub message: String,
     pub hint: Option<String>,
     pub latency_ms: u64,
+    /// `passing` or `failing` by the check's thresholds (see docs/doctor.md).
+    #[schema(value_type = String)]
+    pub decided: crate::decisions::Decided,
     pub checked_at: String,
 }

@@ -49,7 +49,7 @@ impl AppState {
         let lifecycle = Lifecycle::default();
         let writes = WriteHealth::default();
         let registry = build_registry(&config, db.clone(), writes.clone());
-        let latest = Arc::new(LatestResults::default());
+        let latest = Arc::new(LatestResults::new(config.decisions.policy.clone()));
         let fresh = Arc::new(Freshness::new(registry.clone(), latest.clone()));
         let readiness = Arc::new(Readiness::new(fresh.clone(), &config, lifecycle.clone()));
         let incidents = IncidentStore::new(db.clone(), writes.clone());

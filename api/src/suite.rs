@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 
 use crate::config::Config;
+use crate::decisions::{mark_consequences, Decision, DecisionPolicy, Decisions};
 
 /// The registry every consumer (readiness, the doctor, the CLI, the gate) runs checks through.
 pub fn build_registry(config: &Config, db: DatabaseConnection, writes: WriteHealth) -> Registry {
@@ -53,20 +54,26 @@ pub fn build_registry(config: &Config, db: DatabaseConnection, writes: WriteHeal
         ],
         policy,
     )
+    .with_retry(config.decisions.retry_max_delay)
 }
 
-/// One check's latest result in this process.
+/// One check's latest result in this process, and what the thresholds make of it.
 #[derive(Debug, Clone)]
 pub struct Observed {
     pub result: CheckResult,
+    /// The check's state by the thresholds after this observation (see [`crate::decisions`]).
+    pub decision: Decision,
     pub at: DateTime<Utc>,
     measured: Instant,
 }
 
 impl Observed {
+    /// An observation outside any history, taken as it is.
     pub fn now(result: CheckResult) -> Self {
+        let decision = Decisions::default().observe(&result);
         Self {
             result,
+            decision,
             at: Utc::now(),
             measured: Instant::now(),
         }
@@ -77,28 +84,48 @@ impl Observed {
     }
 }
 
-/// The latest result of every check, fed by every run (readiness, doctor, monitor).
+/// The latest result of every check, fed by every run (readiness, doctor, monitor), and each
+/// check's decision: every observation, whoever made it, counts towards the thresholds.
 #[derive(Default)]
 pub struct LatestResults {
     inner: RwLock<HashMap<String, Arc<Observed>>>,
+    decisions: std::sync::Mutex<Decisions>,
 }
 
 impl LatestResults {
-    pub fn record(&self, results: &[CheckResult]) {
+    pub fn new(policy: DecisionPolicy) -> Self {
+        Self {
+            inner: RwLock::default(),
+            decisions: std::sync::Mutex::new(Decisions::new(policy)),
+        }
+    }
+
+    /// Records a run's results; returns each one's decision, in order, with the failures that
+    /// another failing check explains marked.
+    pub fn record(&self, results: &[CheckResult]) -> Vec<Decision> {
         let now = Instant::now();
         let at = Utc::now();
+        // One lock for the decisions and the map, so observations count in the order recorded.
+        let mut decisions = self
+            .decisions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut decided: Vec<Decision> = results.iter().map(|r| decisions.observe(r)).collect();
+        mark_consequences(results, &mut decided);
         if let Ok(mut map) = self.inner.write() {
-            for r in results {
+            for (r, decision) in results.iter().zip(&decided) {
                 map.insert(
                     r.name.clone(),
                     Arc::new(Observed {
                         result: r.clone(),
+                        decision: decision.clone(),
                         at,
                         measured: now,
                     }),
                 );
             }
         }
+        decided
     }
 
     /// The latest result of a check; shared, so a probe storm does not copy results.

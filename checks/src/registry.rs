@@ -66,6 +66,9 @@ impl RegistryPolicy {
 pub struct Registry {
     checks: Vec<Arc<dyn Check>>,
     policy: RegistryPolicy,
+    /// The longest jittered pause before the one immediate re-try of a transient failure;
+    /// `None`: no re-try.
+    retry: Option<Duration>,
 }
 
 /// The outcome of running (part of) the suite once.
@@ -83,7 +86,20 @@ impl Registry {
     /// Checks are reported in the order of [`CheckName::ALL`], whatever order they are given in.
     pub fn new(mut checks: Vec<Arc<dyn Check>>, policy: RegistryPolicy) -> Self {
         checks.sort_by_key(|c| c.name());
-        Self { checks, policy }
+        Self {
+            checks,
+            policy,
+            retry: None,
+        }
+    }
+
+    /// Re-tries a failure with a transient reason once, after a pause drawn between half of
+    /// `max_delay` and all of it, within the check's own timeout: a blip (one 503, one reset
+    /// connection) then never counts as a failing observation. The first attempt stays visible in
+    /// `observed.first_attempt`. A zero `max_delay` turns re-trying off.
+    pub fn with_retry(mut self, max_delay: Duration) -> Self {
+        self.retry = (!max_delay.is_zero()).then_some(max_delay);
+        self
     }
 
     pub fn policy(&self) -> &RegistryPolicy {
@@ -127,7 +143,33 @@ impl Registry {
         if !check.configured() {
             return CheckResult::not_configured(name, self.is_required(name), check.settings());
         }
-        let result = with_timeout(name, timeout, check.run()).await;
+        let started = Instant::now();
+        let mut result = with_timeout(name, timeout, check.run()).await;
+        let transient =
+            result.status == Status::Fail && result.reason.is_some_and(|r| r.is_transient());
+        if let Some(max_delay) = self.retry.filter(|_| transient) {
+            let delay = jitter(max_delay);
+            // The re-try runs in what is left of the check's timeout, so a hang (a timeout used
+            // all of it) is never waited for twice and detection is not slowed.
+            let left = timeout.saturating_sub(started.elapsed() + delay);
+            if left >= timeout / 4 {
+                tokio::time::sleep(delay).await;
+                let first = result;
+                result = with_timeout(name, left, check.run()).await;
+                result.latency_ms =
+                    u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+                result.observed.insert(
+                    "first_attempt".into(),
+                    serde_json::json!({
+                        "status": first.status,
+                        "reason": first.reason,
+                        "message": first.message,
+                        "latency_ms": first.latency_ms,
+                        "retried_after_ms": delay.as_millis() as u64,
+                    }),
+                );
+            }
+        }
         match result.status {
             Status::Pass => {
                 tracing::debug!(check = name, latency_ms = result.latency_ms, "check passed")
@@ -138,6 +180,18 @@ impl Registry {
         }
         result
     }
+}
+
+/// A pause between half of `max` and all of it, drawn from the clock's nanoseconds: enough to
+/// keep processes that saw the same blip from re-trying in step.
+fn jitter(max: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let mixed = u64::from(nanos).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+    let half = max / 2;
+    half + Duration::from_nanos(mixed % (half.as_nanos().max(1) as u64))
 }
 
 /// The overall status of a set of results under a required list.
@@ -244,6 +298,79 @@ mod tests {
             Status::Fail,
             "a required check is not configured"
         );
+    }
+
+    /// Fails with `reason` on its first `failures` runs, then passes.
+    struct Flaky {
+        reason: Reason,
+        failures: usize,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Check for Flaky {
+        fn name(&self) -> CheckName {
+            CheckName::Stripe
+        }
+        fn configured(&self) -> bool {
+            true
+        }
+        fn settings(&self) -> &'static str {
+            "FAKE_SETTING"
+        }
+        fn run(&self) -> BoxFuture<'_, CheckResult> {
+            let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                if n < self.failures {
+                    CheckResult::fail("stripe", self.reason, "blip", "wait")
+                } else {
+                    CheckResult::pass("stripe", "ok")
+                }
+            })
+        }
+    }
+
+    fn flaky(reason: Reason, failures: usize) -> Arc<Flaky> {
+        Arc::new(Flaky {
+            reason,
+            failures,
+            calls: Default::default(),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_transient_failure_is_retried_once_after_a_jittered_pause() {
+        let blip = flaky(Reason::UpstreamError, 1);
+        let registry =
+            Registry::new(vec![blip.clone()], policy(&[])).with_retry(Duration::from_millis(40));
+        let started = Instant::now();
+        let run = registry.run(None).await;
+        let result = &run.results[0];
+        assert_eq!(result.status, Status::Pass, "{result:#?}");
+        assert_eq!(result.observed["first_attempt"]["reason"], "upstream_error");
+        let waited = result.observed["first_attempt"]["retried_after_ms"]
+            .as_u64()
+            .unwrap();
+        assert!((20..=40).contains(&waited), "{waited}");
+        assert!(started.elapsed() >= Duration::from_millis(20));
+        assert_eq!(blip.calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+        // Twice failing: one re-try only, and the failure stands.
+        let down = flaky(Reason::UpstreamError, 10);
+        let registry =
+            Registry::new(vec![down.clone()], policy(&[])).with_retry(Duration::from_millis(10));
+        assert_eq!(registry.run(None).await.results[0].status, Status::Fail);
+        assert_eq!(down.calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+
+        // A reason waiting cannot fix is not re-tried; nor is anything without a retry set.
+        let auth = flaky(Reason::Auth, 1);
+        let registry =
+            Registry::new(vec![auth.clone()], policy(&[])).with_retry(Duration::from_millis(10));
+        assert_eq!(registry.run(None).await.results[0].status, Status::Fail);
+        assert_eq!(auth.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+        let off = flaky(Reason::UpstreamError, 1);
+        let registry = Registry::new(vec![off.clone()], policy(&[]));
+        assert_eq!(registry.run(None).await.results[0].status, Status::Fail);
+        assert_eq!(off.calls.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

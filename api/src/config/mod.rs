@@ -5,6 +5,7 @@
 //! variable; a secret's value is never repeated in an error.
 
 mod checks;
+pub mod decisions;
 mod notify;
 mod parse;
 pub mod settings;
@@ -76,6 +77,8 @@ pub struct Config {
     pub gate_retry_after: Duration,
     /// [`s::DOCTOR_ESCALATE_AFTER_RUNS`].
     pub doctor_escalate_after: u32,
+    /// [`s::CHECK_FAIL_AFTER`] and the other decision settings.
+    pub decisions: decisions::DecisionConfig,
     /// [`s::SHUTDOWN_READY_DELAY_MS`]: so load balancers stop routing before the listener closes.
     pub shutdown_ready_delay: Duration,
     /// [`s::SHUTDOWN_DRAIN_MS`]; past it the process exits anyway.
@@ -203,6 +206,7 @@ impl Config {
             ),
             doctor_escalate_after: env
                 .positive(&s::DOCTOR_ESCALATE_AFTER_RUNS, "a whole number")?,
+            decisions: decisions::DecisionConfig::from_lookup(&env)?,
             shutdown_ready_delay: env.ms(&s::SHUTDOWN_READY_DELAY_MS)?,
             shutdown_drain: env.ms(&s::SHUTDOWN_DRAIN_MS)?,
             header_read_timeout: env.timeout(&s::HEADER_READ_TIMEOUT_MS)?,

@@ -195,6 +195,21 @@ pub static DOCTOR_ESCALATE_AFTER_RUNS: Setting = plain(
     "a failure seen in this many runs in a row is escalated to CRITICAL",
     |c| json!(c.doctor_escalate_after),
 );
+// Flap-proof decisions (api/src/decisions.rs): thresholds per check and the one re-try.
+pub static CHECK_FAIL_AFTER: Setting = plain("CHECK_FAIL_AFTER", Some("2"), "a check is failing (incidents, readiness, the gate) after this many failing observations in a row with a transient reason (`timeout`, `upstream_error`, …)", |c| json!(c.decisions.policy.default.fail_after));
+pub static CHECK_FAIL_AFTER_PERMANENT: Setting = plain("CHECK_FAIL_AFTER_PERMANENT", Some("1"), "the same for reasons waiting cannot fix (`auth`, `forbidden`, `misconfigured`, `token_expired`, …)", |c| json!(c.decisions.policy.default.fail_after_permanent));
+pub static CHECK_RECOVER_AFTER: Setting = plain(
+    "CHECK_RECOVER_AFTER",
+    Some("2"),
+    "a failing check has recovered after this many passing (or warning) observations in a row",
+    |c| json!(c.decisions.policy.default.recover_after),
+);
+pub static CHECK_THRESHOLDS_NAME: Setting = plain("CHECK_THRESHOLDS_<NAME>", None, "one check's thresholds as `fail_after,fail_after_permanent,recover_after` (`CHECK_THRESHOLDS_STRIPE=3,1,2`)", |c| {
+    let map: serde_json::Map<String, Value> = c.decisions.policy.per_check.iter().map(|(name, t)| (name.as_str().to_ascii_uppercase(), json!(format!("{},{},{}", t.fail_after, t.fail_after_permanent, t.recover_after)))).collect();
+    Value::Object(map)
+});
+pub static CHECK_RETRY_MAX_DELAY_MS: Setting = plain("CHECK_RETRY_MAX_DELAY_MS", Some("250"), "a failure with a transient reason is re-tried once, after a pause between half this and this, within the check's timeout; `0` turns the re-try off", |c| ms(c.decisions.retry_max_delay));
+
 pub static GATE_RETRY_AFTER_S: Setting = plain(
     "GATE_RETRY_AFTER_S",
     Some("5"),
@@ -368,6 +383,11 @@ pub static SETTINGS: &[&Setting] = &[
     &DOCTOR_INTERVAL_MS,
     &DOCTOR_MIN_INTERVAL_MS,
     &DOCTOR_ESCALATE_AFTER_RUNS,
+    &CHECK_FAIL_AFTER,
+    &CHECK_FAIL_AFTER_PERMANENT,
+    &CHECK_RECOVER_AFTER,
+    &CHECK_THRESHOLDS_NAME,
+    &CHECK_RETRY_MAX_DELAY_MS,
     &GATE_RETRY_AFTER_S,
     &OPENAI_API_KEY,
     &OPENAI_BASE_URL,

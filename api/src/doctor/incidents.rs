@@ -1,11 +1,14 @@
 //! Failures open or extend incidents; a failure that persists is escalated; a check that passes
-//! again records `RECOVERY_SUCCESS` and resolves its incidents.
+//! again records `RECOVERY_SUCCESS` and resolves its incidents. Each step acts on the check's
+//! decision (see [`crate::decisions`]), not on one observation: a blip opens nothing, and a
+//! failure another check's failure explains opens no incident of its own.
 
 use checks::{CheckResult, Registry, Status};
 use entity::{Category, EventType, Severity};
 use serde::Serialize;
 use serde_json::{json, Map, Value};
 
+use crate::decisions::{incident_key, Decided, Decision};
 use crate::store::incidents::{NewEvent, NewIncident, StoreError};
 use crate::store::IncidentStore;
 
@@ -41,18 +44,38 @@ fn category(check: &str) -> Category {
     }
 }
 
-/// Applies a run's results to the incident store; returns the actions and how many failed.
+/// What a result and its decision call for.
+fn step(result: &CheckResult, decision: &Decision) -> Step {
+    match (result.status, decision.state) {
+        (Status::Skipped, _) => Step::Nothing,
+        (Status::Fail, Decided::Failing) if decision.consequence_of.is_some() => Step::Nothing,
+        (Status::Fail, Decided::Failing) => Step::Failure,
+        (Status::Pass | Status::Warn, Decided::Passing) => Step::Recovery,
+        // A failure not yet confirmed, or a pass not yet confirmed: wait for the next one.
+        _ => Step::Nothing,
+    }
+}
+
+enum Step {
+    Failure,
+    Recovery,
+    Nothing,
+}
+
+/// Applies a run's results, with their decisions (in the same order), to the incident store;
+/// returns the actions and how many failed.
 pub async fn apply(
     store: &IncidentStore,
     registry: &Registry,
     results: &[CheckResult],
+    decisions: &[Decision],
     escalate_after: u32,
 ) -> (Vec<IncidentAction>, usize) {
     let mut actions = Vec::new();
     let mut failed = 0;
-    for result in results {
-        let outcome = match result.status {
-            Status::Fail => {
+    for (result, decision) in results.iter().zip(decisions) {
+        let outcome = match step(result, decision) {
+            Step::Failure => {
                 on_failure(
                     store,
                     registry.is_required(&result.name),
@@ -61,8 +84,8 @@ pub async fn apply(
                 )
                 .await
             }
-            Status::Pass | Status::Warn => on_recovery(store, result).await,
-            Status::Skipped => Ok(Vec::new()),
+            Step::Recovery => on_recovery(store, result).await,
+            Step::Nothing => Ok(Vec::new()),
         };
         match outcome {
             Ok(done) => actions.extend(done),
@@ -86,7 +109,7 @@ async fn on_failure(
     escalate_after: u32,
 ) -> Result<Vec<IncidentAction>, StoreError> {
     let reason = reason_text(result);
-    let fingerprint = format!("check:{}:{reason}", result.name);
+    let fingerprint = incident_key(&result.name, result.reason);
     let mut details = Map::new();
     details.insert("source".into(), SOURCE.into());
     details.insert("check".into(), result.name.clone().into());
@@ -233,9 +256,88 @@ mod tests {
             "no answer",
             "check this host's egress",
         )];
-        let (actions, failed) = apply(store, registry, &results, 3).await;
+        let decisions = [Decision {
+            check: "openai".into(),
+            state: Decided::Failing,
+            failing_streak: 2,
+            passing_streak: 0,
+            threshold: 2,
+            changed: false,
+            consequence_of: None,
+        }];
+        let (actions, failed) = apply(store, registry, &results, &decisions, 3).await;
         assert_eq!(failed, 0);
         actions.into_iter().map(|a| a.action).collect()
+    }
+
+    /// Runs `results` through the decisions as a doctor run does.
+    async fn run(
+        store: &IncidentStore,
+        registry: &Registry,
+        latest: &crate::suite::LatestResults,
+        results: &[CheckResult],
+    ) -> Vec<(String, Action, String)> {
+        let decisions = latest.record(results);
+        let (actions, failed) = apply(store, registry, results, &decisions, 3).await;
+        assert_eq!(failed, 0);
+        actions
+            .into_iter()
+            .map(|a| (a.check, a.action, a.fingerprint))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_blip_opens_nothing_and_recovery_waits_for_two_passes() {
+        let (store, registry) = (store().await, registry());
+        let latest = crate::suite::LatestResults::default();
+        let pass = || CheckResult::pass("stripe", "ok");
+        let blip = || CheckResult::fail("stripe", Reason::UpstreamError, "503", "wait");
+        assert!(run(&store, &registry, &latest, &[pass()]).await.is_empty());
+        assert!(
+            run(&store, &registry, &latest, &[blip()]).await.is_empty(),
+            "one blip"
+        );
+        assert!(run(&store, &registry, &latest, &[pass()]).await.is_empty());
+        assert!(run(&store, &registry, &latest, &[blip()]).await.is_empty());
+        let opened = run(&store, &registry, &latest, &[blip()]).await;
+        assert_eq!(opened[0].1, Action::Opened, "two in a row");
+        assert!(
+            run(&store, &registry, &latest, &[pass()]).await.is_empty(),
+            "one pass"
+        );
+        let resolved = run(&store, &registry, &latest, &[pass()]).await;
+        assert_eq!(resolved[0].1, Action::Resolved);
+        // A reason waiting cannot fix opens at once.
+        let auth = CheckResult::fail("stripe", Reason::Auth, "401", "new key");
+        assert_eq!(
+            run(&store, &registry, &latest, &[auth]).await[0].1,
+            Action::Opened
+        );
+    }
+
+    #[tokio::test]
+    async fn consequences_open_no_incident_and_a_disconnected_tunnel_is_one() {
+        let (store, registry) = (store().await, registry());
+        let latest = crate::suite::LatestResults::default();
+        let mut origin = CheckResult::fail("tunnel", Reason::UpstreamError, "503", "wait");
+        origin
+            .observed
+            .insert("public_http_status".into(), 503.into());
+        let db_down = CheckResult::fail("database", Reason::ConnectionRefused, "down", "start it");
+        let actions = run(&store, &registry, &latest, &[db_down, origin]).await;
+        assert_eq!(
+            actions.iter().map(|a| a.0.as_str()).collect::<Vec<_>>(),
+            ["database"],
+            "the origin's 503 is the database's consequence: {actions:?}"
+        );
+
+        let latest = crate::suite::LatestResults::default();
+        let tunnel = |r| CheckResult::fail("tunnel", r, "down", "start cloudflared");
+        let first = run(&store, &registry, &latest, &[tunnel(Reason::ProcessDown)]).await;
+        let then = run(&store, &registry, &latest, &[tunnel(Reason::NotRouting)]).await;
+        assert_eq!(first[0].1, Action::Opened);
+        assert_eq!(then[0].1, Action::Extended, "the same TUNNEL incident");
+        assert_eq!(then[0].2, "check:tunnel:not_connected");
     }
 
     #[tokio::test]

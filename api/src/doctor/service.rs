@@ -11,6 +11,7 @@ use serde::Serialize;
 use tokio::sync::Mutex;
 
 use super::incidents::{apply, IncidentAction};
+use crate::decisions::Decision;
 use crate::store::{IncidentStore, RunStore};
 use crate::suite::LatestResults;
 
@@ -40,6 +41,9 @@ pub struct RunRecord {
     pub trigger: Trigger,
     #[serde(flatten)]
     pub run: SuiteRun,
+    /// Each result's decision by the thresholds, in the order of the results: what incidents,
+    /// readiness and the gate act on (the results themselves are the raw observations).
+    pub decisions: Vec<Decision>,
     /// What the run did to incidents.
     pub incidents: Vec<IncidentAction>,
     /// Problems recording the run (never a secret; the causes are logged).
@@ -148,7 +152,7 @@ impl Doctor {
     #[tracing::instrument(skip_all, fields(trigger = trigger.as_str()))]
     async fn execute(&self, trigger: Trigger) -> RunRecord {
         let run = self.registry.run(None).await;
-        self.latest.record(&run.results);
+        let decisions = self.latest.record(&run.results);
         let mut warnings = Vec::new();
         let id = match self.runs.insert(trigger.as_str(), &run).await {
             Ok(id) => Some(id),
@@ -163,6 +167,7 @@ impl Doctor {
             &self.store,
             &self.registry,
             &run.results,
+            &decisions,
             self.escalate_after,
         )
         .await;
@@ -176,6 +181,7 @@ impl Doctor {
             id,
             trigger,
             run,
+            decisions,
             incidents,
             warnings,
             finished: Instant::now(),

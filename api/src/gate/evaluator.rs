@@ -11,6 +11,7 @@ use sea_orm::ActiveValue::Set;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::decisions::Decided;
 use crate::freshness::Freshness;
 use crate::kernel::{new_id, now, timestamp};
 use crate::store::{DeployStore, EvaluationStore, RunStore};
@@ -103,6 +104,10 @@ pub struct GateCheck {
     pub latency_ms: u64,
     /// How old the result was when the verdict was given.
     pub age_ms: u64,
+    /// The latest observation's own status, when the thresholds decide otherwise: a failure not
+    /// yet confirmed (`status` is then `warn`), or a pass while recovering (`status` `fail`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_status: Option<Status>,
     pub source: ResultSource,
 }
 
@@ -162,11 +167,13 @@ impl Gate {
             .unwrap_or_else(|| self.registry().policy().required.clone());
         let max_age_ms = u64::try_from(req.max_age.as_millis()).unwrap_or(u64::MAX);
         let mut found: Vec<(CheckResult, u64, ResultSource)> = Vec::new();
+        let mut decided: std::collections::HashMap<String, Decided> = Default::default();
         let mut missing: BTreeSet<String> = BTreeSet::new();
         for name in self.registry().names() {
             match self.fresh.latest().get(name) {
                 Some(o) if o.age() <= req.max_age => {
                     let age_ms = u64::try_from(o.age().as_millis()).unwrap_or(u64::MAX);
+                    decided.insert(o.result.name.clone(), o.decision.state);
                     found.push((without_observed(&o.result), age_ms, ResultSource::Cached))
                 }
                 _ => {
@@ -196,6 +203,11 @@ impl Gate {
         if !missing.is_empty() {
             // Shared with readiness and every concurrent gate call: one run per stale check.
             let fresh = self.fresh.results(&missing, |_| req.max_age).await;
+            decided.extend(
+                fresh
+                    .iter()
+                    .map(|o| (o.result.name.clone(), o.decision.state)),
+            );
             found.extend(fresh.iter().map(|o| {
                 let age_ms = u64::try_from(o.age().as_millis()).unwrap_or(u64::MAX);
                 (without_observed(&o.result), age_ms, ResultSource::Fresh)
@@ -223,12 +235,29 @@ impl Gate {
                 } else {
                     r
                 };
+                // The thresholds decide; the latest observation is shown beside them.
+                let observed_status = r.status;
+                let r = match decided.get(&r.name) {
+                    Some(Decided::Passing) if r.status == Status::Fail => CheckResult {
+                        message: format!("not failing by the thresholds yet: {}", r.message),
+                        ..r.with_status(Status::Warn)
+                    },
+                    Some(Decided::Failing) if r.status != Status::Fail => CheckResult {
+                        message: format!("recovering, not yet by the thresholds: {}", r.message),
+                        ..r.with_status(Status::Fail)
+                    },
+                    _ => r,
+                };
+                let observed_status = (observed_status != r.status).then_some(observed_status);
                 GateCheck {
+                    observed_status,
                     required: required.contains(&r.name),
+                    // Recovering (passing again, not yet by the thresholds): waiting fixes it.
                     transient: r
                         .reason
                         .filter(|_| r.status != Status::Pass)
-                        .map(|x| x.is_transient()),
+                        .map(|x| x.is_transient())
+                        .or(observed_status.map(|_| true)),
                     name: r.name,
                     status: r.status,
                     reason: r.reason,
