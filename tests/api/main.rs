@@ -16,5 +16,6 @@ mod incidents;
 mod nul;
 mod schema;
 mod secrets;
+mod shared_db;
 mod sockets;
 mod stores;
