@@ -143,8 +143,11 @@ pub async fn connect_for_command(config: &Config) -> Option<DatabaseConnection> 
     }
 }
 
-/// Applies every pending migration; returns the names applied.
+/// Applies every pending migration; returns the names applied. Tables a Prisma app created
+/// first are adopted when they equal the contract, and refused, naming each difference, when
+/// they do not (`migration::adopt_existing`).
 pub async fn migrate_up(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+    migration::adopt_existing(db).await?;
     let pending: Vec<String> = Migrator::get_pending_migrations(db)
         .await?
         .iter()

@@ -29,7 +29,7 @@ pub async fn history(db: &DatabaseConnection, incidents: u64, events: u64) {
             format!(
                 r#"INSERT INTO "OpsIncident" ("id","createdAt","severity","category","summary","detailsJson")
                    WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {})
-                   SELECT printf('cseed%020d', i), strftime('%Y-%m-%d %H:%M:%f', '2026-01-01', '+' || (i * 60) || ' seconds'),
+                   SELECT printf('cseed%020d', i), strftime('%Y-%m-%dT%H:%M:%f+00:00', '2026-01-01', '+' || (i * 60) || ' seconds'),
                           'WARN', 'API', 'seeded ' || i, '{{}}' FROM n"#,
                 incidents - 1
             ),
@@ -37,7 +37,7 @@ pub async fn history(db: &DatabaseConnection, incidents: u64, events: u64) {
                 r#"INSERT INTO "OpsIncidentEvent" ("id","incidentId","createdAt","eventType","message","metadataJson")
                    WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {})
                    SELECT printf('eseed%020d', i), printf('cseed%020d', i % {incidents}),
-                          strftime('%Y-%m-%d %H:%M:%f', '2026-01-01', '+' || i || ' seconds'),
+                          strftime('%Y-%m-%dT%H:%M:%f+00:00', '2026-01-01', '+' || i || ' seconds'),
                           CASE i % 6 WHEN 1 THEN 'RECOVERY_ATTEMPTED' WHEN 2 THEN 'RECOVERY_SUCCESS'
                                      WHEN 3 THEN 'RECOVERY_FAILED' WHEN 4 THEN 'ESCALATED' ELSE 'DETECTED' END,
                           'seeded event ' || i, '{{}}' FROM n"#,

@@ -2,14 +2,16 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::Timestamp;
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "OpsDeploy")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false, column_type = "Text")]
     pub id: String,
     /// When the deploy started.
-    #[sea_orm(column_name = "createdAt")]
-    pub created_at: DateTime,
+    #[sea_orm(column_name = "createdAt", column_type = "DateTime")]
+    pub created_at: Timestamp,
     #[sea_orm(column_type = "Text")]
     pub environment: String,
     #[sea_orm(column_type = "Text")]
@@ -26,8 +28,8 @@ pub struct Model {
     /// `running`, `succeeded`, `failed`, `rolled_back` or `canceled`.
     #[sea_orm(column_type = "Text")]
     pub status: String,
-    #[sea_orm(column_name = "finishedAt")]
-    pub finished_at: Option<DateTime>,
+    #[sea_orm(column_name = "finishedAt", column_type = "DateTime", nullable)]
+    pub finished_at: Option<Timestamp>,
     #[sea_orm(column_type = "Text", nullable)]
     pub reason: Option<String>,
     #[sea_orm(column_name = "reportJson", column_type = "JsonBinary", nullable)]

@@ -2,16 +2,18 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::Timestamp;
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "OpsDoctorRun")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false, column_type = "Text")]
     pub id: String,
     /// When the run started.
-    #[sea_orm(column_name = "createdAt")]
-    pub created_at: DateTime,
-    #[sea_orm(column_name = "finishedAt")]
-    pub finished_at: DateTime,
+    #[sea_orm(column_name = "createdAt", column_type = "DateTime")]
+    pub created_at: Timestamp,
+    #[sea_orm(column_name = "finishedAt", column_type = "DateTime")]
+    pub finished_at: Timestamp,
     /// Who asked: `api` (POST /ops/doctor/run) or `monitor` (the background monitor).
     #[sea_orm(column_type = "Text")]
     pub trigger: String,

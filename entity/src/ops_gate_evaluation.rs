@@ -2,13 +2,15 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::Timestamp;
+
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "OpsGateEvaluation")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false, column_type = "Text")]
     pub id: String,
-    #[sea_orm(column_name = "createdAt")]
-    pub created_at: DateTime,
+    #[sea_orm(column_name = "createdAt", column_type = "DateTime")]
+    pub created_at: Timestamp,
     #[sea_orm(column_type = "Text")]
     pub environment: String,
     #[sea_orm(column_type = "Text")]

@@ -2,6 +2,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::{JsonDoc, Timestamp};
+
 use crate::enums::EventType;
 
 /// A row of `OpsIncidentEvent`.
@@ -12,14 +14,14 @@ pub struct Model {
     pub id: String,
     #[sea_orm(column_name = "incidentId", column_type = "Text")]
     pub incident_id: String,
-    #[sea_orm(column_name = "createdAt")]
-    pub created_at: DateTime,
+    #[sea_orm(column_name = "createdAt", column_type = "DateTime")]
+    pub created_at: Timestamp,
     #[sea_orm(column_name = "eventType")]
     pub event_type: EventType,
     #[sea_orm(column_type = "Text")]
     pub message: String,
     #[sea_orm(column_name = "metadataJson", column_type = "JsonBinary")]
-    pub metadata_json: Json,
+    pub metadata_json: JsonDoc,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -4,7 +4,7 @@ use sea_orm_migration::prelude::*;
 
 use crate::{run_script, BackendSql};
 
-const UP: BackendSql = BackendSql {
+pub(crate) const UP: BackendSql = BackendSql {
     postgres: include_str!("../sql/postgres/m20261122_000003_ops_deploy_gate.up.sql"),
     sqlite: include_str!("../sql/sqlite/m20261122_000003_ops_deploy_gate.up.sql"),
 };

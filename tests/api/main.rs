@@ -20,6 +20,7 @@ mod nul;
 mod packaging;
 mod schema;
 mod secrets;
+mod shared_db;
 mod sockets;
 mod status_page;
 mod stores;

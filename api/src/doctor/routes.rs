@@ -79,8 +79,8 @@ async fn latest_results(
             Some((
                 Some(row.id),
                 row.trigger,
-                row.created_at.and_utc(),
-                row.finished_at.and_utc(),
+                row.created_at.at().and_utc(),
+                row.finished_at.at().and_utc(),
                 u64::try_from(row.duration_ms).unwrap_or(0),
                 results,
             ))

@@ -184,7 +184,7 @@ impl Gate {
         if !missing.is_empty() {
             if let Ok(Some(row)) = self.runs.latest().await {
                 let age_ms = u64::try_from(
-                    (Utc::now().naive_utc() - row.finished_at)
+                    (Utc::now().naive_utc() - row.finished_at.at())
                         .num_milliseconds()
                         .max(0),
                 )
@@ -298,7 +298,7 @@ impl Gate {
         }
         let row = evaluation::ActiveModel {
             id: Set(verdict.gate_id.clone()),
-            created_at: Set(at),
+            created_at: Set(self.evaluations.stamp(at)),
             environment: Set(verdict.environment.clone()),
             release: Set(verdict.release.clone()),
             verdict: Set(verdict.verdict.as_str().to_owned()),

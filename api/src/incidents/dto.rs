@@ -2,7 +2,7 @@
 
 use crate::kernel::timestamp;
 use entity::{
-    ops_incident as incident, ops_incident_event as event, Category, EventType, Severity,
+    ops_incident as incident, ops_incident_event as event, Category, EventType, JsonDoc, Severity,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -75,11 +75,16 @@ pub struct IncidentJson {
     /// `open` or `resolved`, derived from `resolvedAt`.
     #[schema(value_type = String, pattern = "^(open|resolved)$")]
     pub status: &'static str,
+    /// What could not be read as stored (a row another writer left); absent when all was read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl From<incident::Model> for IncidentJson {
     fn from(m: incident::Model) -> Self {
+        let warnings = unreadable("OpsIncident", &m.id, "detailsJson", &m.details_json);
         Self {
+            warnings,
             status: if m.resolved_at.is_some() {
                 "resolved"
             } else {
@@ -90,7 +95,7 @@ impl From<incident::Model> for IncidentJson {
             severity: m.severity,
             category: m.category,
             summary: m.summary,
-            details_json: m.details_json,
+            details_json: m.details_json.into_value(),
             resolved_at: m.resolved_at.as_ref().map(timestamp),
             resolution_notes: m.resolution_notes,
         }
@@ -108,17 +113,22 @@ pub struct EventJson {
     pub message: String,
     #[schema(value_type = Object)]
     pub metadata_json: Value,
+    /// What could not be read as stored; absent when all was read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl From<event::Model> for EventJson {
     fn from(m: event::Model) -> Self {
+        let warnings = unreadable("OpsIncidentEvent", &m.id, "metadataJson", &m.metadata_json);
         Self {
+            warnings,
             id: m.id,
             incident_id: m.incident_id,
             created_at: timestamp(&m.created_at),
             event_type: m.event_type,
             message: m.message,
-            metadata_json: m.metadata_json,
+            metadata_json: m.metadata_json.into_value(),
         }
     }
 }
@@ -208,4 +218,19 @@ pub struct ResolvedStats {
     pub total: u64,
     pub mean_time_to_resolve_seconds: Option<f64>,
     pub since: Option<String>,
+}
+
+/// The warning for a JSON column whose stored text is not JSON (shown as a string), logged
+/// once per answer that shows it.
+fn unreadable(table: &str, id: &str, column: &str, doc: &JsonDoc) -> Vec<String> {
+    if !doc.not_json {
+        return Vec::new();
+    }
+    tracing::warn!(
+        table,
+        id,
+        column,
+        "stored value is not JSON; served as text"
+    );
+    vec![format!("{column} is not JSON as stored; shown as text")]
 }

@@ -17,8 +17,10 @@ pub fn new_id() -> String {
     cuid::cuid1()
 }
 
-/// RFC 3339 in UTC with milliseconds, as stored.
-pub fn timestamp(t: &NaiveDateTime) -> String {
+/// RFC 3339 in UTC with milliseconds, as stored: of a `NaiveDateTime` or a stored
+/// [`entity::Timestamp`].
+pub fn timestamp<T: Copy + Into<NaiveDateTime>>(t: &T) -> String {
+    let t: NaiveDateTime = (*t).into();
     t.and_utc()
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

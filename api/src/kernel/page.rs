@@ -4,9 +4,10 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, NaiveDateTime};
+use entity::Timestamp;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Select,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Select,
 };
 use serde::{Deserialize, Serialize};
 
@@ -55,7 +56,7 @@ pub async fn newest_first<E: EntityTrait>(
     key: impl Fn(&E::Model) -> Cursor,
 ) -> Result<Page<E::Model>, DbErr> {
     let query = match before {
-        Some(c) => query.filter(before_cond(created, id, c)),
+        Some(c) => query.filter(before_cond(created, id, c, db.get_database_backend())),
         None => query,
     };
     let rows = query
@@ -69,11 +70,14 @@ pub async fn newest_first<E: EntityTrait>(
 
 /// Rows strictly after the cursor in ascending `(createdAt, id)` order. The redundant
 /// `createdAt >= c` lets an index on `createdAt` seek to the cursor instead of scanning to it.
-pub fn after_cond<T: ColumnTrait>(created: T, id: T, c: &Cursor) -> Condition {
-    Condition::all().add(created.gte(c.created_at)).add(
-        Condition::any().add(created.gt(c.created_at)).add(
+/// The time is bound in the form `backend` stores (see [`Timestamp`]), so that the comparison
+/// is one of instants on SQLite too.
+pub fn after_cond<T: ColumnTrait>(created: T, id: T, c: &Cursor, backend: DbBackend) -> Condition {
+    let at = Timestamp::new(c.created_at, backend);
+    Condition::all().add(created.gte(at)).add(
+        Condition::any().add(created.gt(at)).add(
             Condition::all()
-                .add(created.eq(c.created_at))
+                .add(created.eq(at))
                 .add(id.gt(c.id.as_str())),
         ),
     )
@@ -81,11 +85,12 @@ pub fn after_cond<T: ColumnTrait>(created: T, id: T, c: &Cursor) -> Condition {
 
 /// Rows strictly before the cursor in descending `(createdAt, id)` order (with the same
 /// redundant bound as [`after_cond`]).
-pub fn before_cond<T: ColumnTrait>(created: T, id: T, c: &Cursor) -> Condition {
-    Condition::all().add(created.lte(c.created_at)).add(
-        Condition::any().add(created.lt(c.created_at)).add(
+pub fn before_cond<T: ColumnTrait>(created: T, id: T, c: &Cursor, backend: DbBackend) -> Condition {
+    let at = Timestamp::new(c.created_at, backend);
+    Condition::all().add(created.lte(at)).add(
+        Condition::any().add(created.lt(at)).add(
             Condition::all()
-                .add(created.eq(c.created_at))
+                .add(created.eq(at))
                 .add(id.lt(c.id.as_str())),
         ),
     )

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use entity::{ops_deploy as deploy, Category, Severity};
+use entity::{ops_deploy as deploy, Category, Severity, Timestamp};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
 };
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -107,7 +107,7 @@ impl DeployStore {
     pub async fn start(&self, new: NewDeploy) -> Result<deploy::Model, DbErr> {
         let model = deploy::ActiveModel {
             id: Set(new_id()),
-            created_at: Set(now()),
+            created_at: Set(Timestamp::new(now(), self.db.get_database_backend())),
             environment: Set(new.environment),
             version: Set(new.version),
             git_sha: Set(new.git_sha),
@@ -156,7 +156,10 @@ impl DeployStore {
             let txn = self.db.begin().await?;
             let updated = deploy::Entity::update_many()
                 .col_expr(deploy::Column::Status, status.as_str().into())
-                .col_expr(deploy::Column::FinishedAt, now().into())
+                .col_expr(
+                    deploy::Column::FinishedAt,
+                    Timestamp::new(now(), txn.get_database_backend()).into(),
+                )
                 .col_expr(deploy::Column::Reason, reason.clone().into())
                 .col_expr(deploy::Column::ReportJson, report.into())
                 .filter(deploy::Column::Id.eq(id))
@@ -239,7 +242,7 @@ impl DeployStore {
         }
         newest_first(&self.db, query, (C::CreatedAt, C::Id), limit, before, |r| {
             Cursor {
-                created_at: r.created_at,
+                created_at: r.created_at.at(),
                 id: r.id.clone(),
             }
         })

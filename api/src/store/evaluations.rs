@@ -51,6 +51,11 @@ impl EvaluationStore {
     }
 
     /// Queues a row.
+    /// `at` as this store's backend stores a time, for a row given to [`Self::record`].
+    pub fn stamp(&self, at: chrono::NaiveDateTime) -> entity::Timestamp {
+        entity::Timestamp::new(at, sea_orm::ConnectionTrait::get_database_backend(&self.db))
+    }
+
     pub async fn record(&self, row: evaluation::ActiveModel) {
         if self.tx.send(Message::Row(Box::new(row))).await.is_err() {
             tracing::error!("the gate recorder has stopped; an evaluation was not stored");
@@ -84,7 +89,7 @@ impl EvaluationStore {
         }
         newest_first(&self.db, query, (C::CreatedAt, C::Id), limit, before, |r| {
             Cursor {
-                created_at: r.created_at,
+                created_at: r.created_at.at(),
                 id: r.id.clone(),
             }
         })
@@ -227,7 +232,10 @@ mod tests {
     fn row(id: &str, deploy_id: Option<&str>) -> evaluation::ActiveModel {
         evaluation::ActiveModel {
             id: Set(id.to_owned()),
-            created_at: Set(chrono::Utc::now().naive_utc()),
+            created_at: Set(entity::Timestamp::new(
+                chrono::Utc::now().naive_utc(),
+                sea_orm::DbBackend::Sqlite,
+            )),
             environment: Set("prod".to_owned()),
             release: Set("v1".to_owned()),
             verdict: Set("pass".to_owned()),

@@ -3,9 +3,11 @@
 
 use checks::write_health::WriteHealth;
 use checks::SuiteRun;
-use chrono::{DateTime, NaiveDateTime, SubsecRound, Utc};
-use entity::ops_doctor_run as run_row;
-use sea_orm::{ActiveValue::Set, DatabaseConnection, DbErr, EntityTrait, QueryOrder};
+use chrono::{DateTime, Utc};
+use entity::{ops_doctor_run as run_row, Timestamp};
+use sea_orm::{
+    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryOrder,
+};
 
 use crate::kernel::new_id;
 
@@ -27,8 +29,8 @@ impl RunStore {
         let id = new_id();
         let model = run_row::ActiveModel {
             id: Set(id.clone()),
-            created_at: Set(ms(run.started_at)),
-            finished_at: Set(ms(run.finished_at)),
+            created_at: Set(self.stamp(run.started_at)),
+            finished_at: Set(self.stamp(run.finished_at)),
             trigger: Set(trigger.to_owned()),
             status: Set(run.status.as_str().to_owned()),
             duration_ms: Set(i32::try_from(run.duration_ms).unwrap_or(i32::MAX)),
@@ -51,6 +53,9 @@ impl RunStore {
     }
 }
 
-fn ms(t: DateTime<Utc>) -> NaiveDateTime {
-    t.naive_utc().trunc_subsecs(3)
+impl RunStore {
+    /// `t` as this store's backend stores a time (millisecond precision).
+    fn stamp(&self, t: DateTime<Utc>) -> Timestamp {
+        Timestamp::new(t.naive_utc(), self.db.get_database_backend())
+    }
 }

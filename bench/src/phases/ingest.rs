@@ -205,11 +205,11 @@ impl Plain {
                 let txn = self.db.begin().await.expect("begin");
                 incident::Entity::insert(incident::ActiveModel {
                     id: Set(id.clone()),
-                    created_at: Set(at),
+                    created_at: Set(entity::Timestamp::new(at, txn.get_database_backend())),
                     severity: Set(Severity::Critical),
                     category: Set(Category::Api),
                     summary: Set(summary.clone()),
-                    details_json: Set(details.clone()),
+                    details_json: Set(details.clone().into()),
                     resolved_at: Set(None),
                     resolution_notes: Set(None),
                 })
@@ -238,10 +238,10 @@ async fn insert_event<C: ConnectionTrait>(
     event::Entity::insert(event::ActiveModel {
         id: Set(new_id()),
         incident_id: Set(incident_id.to_owned()),
-        created_at: Set(now()),
+        created_at: Set(entity::Timestamp::new(now(), conn.get_database_backend())),
         event_type: Set(EventType::Detected),
         message: Set(message.to_owned()),
-        metadata_json: Set(metadata),
+        metadata_json: Set(metadata.into()),
     })
     .exec_without_returning(conn)
     .await

@@ -103,13 +103,14 @@ async fn one_bad_gate_call_costs_no_other_verdict(backend: Backend) {
 
 /// A gate evaluation row as the evaluator builds it.
 fn evaluation_row(
+    recorder: &api::store::EvaluationStore,
     id: &str,
     summary: &str,
     deploy_id: Option<&str>,
 ) -> entity::ops_gate_evaluation::ActiveModel {
     entity::ops_gate_evaluation::ActiveModel {
         id: Set(id.to_owned()),
-        created_at: Set(chrono::Utc::now().naive_utc()),
+        created_at: Set(recorder.stamp(chrono::Utc::now().naive_utc())),
         environment: Set("writer".to_owned()),
         release: Set("v1".to_owned()),
         verdict: Set("pass".to_owned()),
@@ -136,18 +137,25 @@ async fn the_writer_rejects_only_the_rows_the_database_refuses(backend: Backend)
         let id = format!("good{i:02}");
         if i == 10 {
             recorder
-                .record(evaluation_row("bad-deploy", "x", Some("no-such-deploy")))
+                .record(evaluation_row(
+                    &recorder,
+                    "bad-deploy",
+                    "x",
+                    Some("no-such-deploy"),
+                ))
                 .await;
         }
         if i == 20 && backend == Backend::Postgres {
             recorder
-                .record(evaluation_row("bad-nul", "a\u{0}b", None))
+                .record(evaluation_row(&recorder, "bad-nul", "a\u{0}b", None))
                 .await;
-            let mut row = evaluation_row("bad-json", "x", None);
+            let mut row = evaluation_row(&recorder, "bad-json", "x", None);
             row.checks_json = Set(json!({"context": {"note": "a\u{0}b"}}));
             recorder.record(row).await;
         }
-        recorder.record(evaluation_row(&id, "ok", None)).await;
+        recorder
+            .record(evaluation_row(&recorder, &id, "ok", None))
+            .await;
         good.push(id);
     }
     recorder.flush().await;

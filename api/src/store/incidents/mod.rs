@@ -7,7 +7,9 @@
 use std::sync::Arc;
 
 use chrono::NaiveDateTime;
-use entity::{ops_incident as incident, ops_incident_event as event, EventType, Severity};
+use entity::{
+    ops_incident as incident, ops_incident_event as event, EventType, Severity, Timestamp,
+};
 use sea_orm::sea_query::{Expr, SimpleExpr};
 use sea_orm::{
     ActiveEnum, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend,
@@ -152,11 +154,11 @@ impl IncidentStore {
             None => {
                 let model = incident::ActiveModel {
                     id: Set(new_id()),
-                    created_at: Set(at),
+                    created_at: Set(Timestamp::new(at, conn.get_database_backend())),
                     severity: Set(new.severity),
                     category: Set(new.category),
                     summary: Set(new.summary.clone()),
-                    details_json: Set(Value::Object(details.clone())),
+                    details_json: Set(Value::Object(details.clone()).into()),
                     resolved_at: Set(None),
                     resolution_notes: Set(None),
                 };
@@ -234,7 +236,10 @@ impl IncidentStore {
                     resolved_at: timestamp(&resolved_at),
                 });
             }
-            let at = after_last_event(&txn, id).await?;
+            let at = Timestamp::new(
+                after_last_event(&txn, id).await?,
+                txn.get_database_backend(),
+            );
             incident::Entity::update_many()
                 .col_expr(incident::Column::ResolvedAt, Expr::value(at))
                 .col_expr(
@@ -245,7 +250,8 @@ impl IncidentStore {
                 .exec(&txn)
                 .await?;
             let message = notes.clone().unwrap_or_else(|| "resolved".to_owned());
-            let event = insert_event(&txn, id, at, EventType::Resolved, message, metadata).await?;
+            let event =
+                insert_event(&txn, id, at.at(), EventType::Resolved, message, metadata).await?;
             txn.commit().await?;
             let incident = incident::Model {
                 resolved_at: Some(at),
@@ -352,8 +358,8 @@ async fn after_last_event<C: ConnectionTrait>(
         .one(conn)
         .await?;
     Ok(match latest {
-        Some(latest) if latest.created_at >= at => {
-            latest.created_at + chrono::TimeDelta::milliseconds(1)
+        Some(latest) if latest.created_at.at() >= at => {
+            latest.created_at.at() + chrono::TimeDelta::milliseconds(1)
         }
         _ => at,
     })
@@ -370,10 +376,10 @@ async fn insert_event<C: ConnectionTrait>(
     let model = event::ActiveModel {
         id: Set(new_id()),
         incident_id: Set(incident_id.to_owned()),
-        created_at: Set(at),
+        created_at: Set(Timestamp::new(at, db.get_database_backend())),
         event_type: Set(event_type),
         message: Set(message),
-        metadata_json: Set(Value::Object(metadata)),
+        metadata_json: Set(Value::Object(metadata).into()),
     };
     event::Entity::insert(model).exec_with_returning(db).await
 }

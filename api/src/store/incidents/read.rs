@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDateTime;
 use entity::{
-    ops_incident as incident, ops_incident_event as event, Category, EventType, Severity,
+    ops_incident as incident, ops_incident_event as event, Category, EventType, Severity, Timestamp,
 };
 use sea_orm::sea_query::{Alias, Asterisk, Expr, Order, Query, UnionType};
 use sea_orm::{
@@ -54,6 +54,11 @@ pub struct IncidentStats {
 }
 
 impl IncidentStore {
+    /// `t` as this store's backend stores a time, for a comparison with a time column.
+    fn stamp(&self, t: NaiveDateTime) -> Timestamp {
+        Timestamp::new(t, self.backend())
+    }
+
     /// Open incidents whose `detailsJson` has every given key equal to the given text value.
     pub async fn open_with_details(
         &self,
@@ -96,13 +101,14 @@ impl IncidentStore {
             .filter(event::Column::EventType.eq(EventType::Detected));
         if let Some(r) = recovered {
             let since = Cursor {
-                created_at: r.created_at,
+                created_at: r.created_at.at(),
                 id: r.id,
             };
             query = query.filter(after_cond(
                 event::Column::CreatedAt,
                 event::Column::Id,
                 &since,
+                self.backend(),
             ));
         }
         Ok(query.count(&self.db).await?)
@@ -136,7 +142,12 @@ impl IncidentStore {
     ) -> Result<Page<event::Model>, StoreError> {
         let mut query = event::Entity::find().filter(event::Column::IncidentId.eq(id));
         if let Some(c) = after {
-            query = query.filter(after_cond(event::Column::CreatedAt, event::Column::Id, c));
+            query = query.filter(after_cond(
+                event::Column::CreatedAt,
+                event::Column::Id,
+                c,
+                self.backend(),
+            ));
         }
         let rows = query
             .order_by_asc(event::Column::CreatedAt)
@@ -145,7 +156,7 @@ impl IncidentStore {
             .all(&self.db)
             .await?;
         Ok(paginate(rows, limit, |e| Cursor {
-            created_at: e.created_at,
+            created_at: e.created_at.at(),
             id: e.id.clone(),
         }))
     }
@@ -171,10 +182,10 @@ impl IncidentStore {
             cond = cond.add(C::Severity.eq(severity));
         }
         if let Some(since) = filter.since {
-            cond = cond.add(C::CreatedAt.gte(since));
+            cond = cond.add(C::CreatedAt.gte(self.stamp(since)));
         }
         if let Some(until) = filter.until {
-            cond = cond.add(C::CreatedAt.lt(until));
+            cond = cond.add(C::CreatedAt.lt(self.stamp(until)));
         }
         if let Some(fp) = &filter.fingerprint {
             cond = cond.add(Expr::expr(fingerprint_expr()).eq(fp.as_str()));
@@ -183,7 +194,7 @@ impl IncidentStore {
         Ok(
             newest_first(&self.db, query, (C::CreatedAt, C::Id), limit, before, |i| {
                 Cursor {
-                    created_at: i.created_at,
+                    created_at: i.created_at.at(),
                     id: i.id.clone(),
                 }
             })
@@ -201,13 +212,13 @@ impl IncidentStore {
         use event::Column as C;
         let mut cond = Condition::all();
         if let Some(since) = filter.since {
-            cond = cond.add(C::CreatedAt.gte(since));
+            cond = cond.add(C::CreatedAt.gte(self.stamp(since)));
         }
         if let Some(until) = filter.until {
-            cond = cond.add(C::CreatedAt.lt(until));
+            cond = cond.add(C::CreatedAt.lt(self.stamp(until)));
         }
         if let Some(c) = after {
-            cond = cond.add(after_cond(C::CreatedAt, C::Id, c));
+            cond = cond.add(after_cond(C::CreatedAt, C::Id, c, self.backend()));
         }
         // The contract indexes events by (eventType, createdAt), not by createdAt alone: one
         // ordered, limited scan per event type, merged in one statement, reads only what the
@@ -245,7 +256,7 @@ impl IncidentStore {
             .all(&self.db)
             .await?;
         let page = paginate(rows, limit, |e| Cursor {
-            created_at: e.created_at,
+            created_at: e.created_at.at(),
             id: e.id.clone(),
         });
         let mut ids: Vec<&str> = page.items.iter().map(|e| e.incident_id.as_str()).collect();
@@ -318,7 +329,7 @@ impl IncidentStore {
         let sql = format!(
             r#"SELECT COUNT(*) AS n, AVG({seconds}) AS mean FROM "OpsIncident" WHERE "resolvedAt" IS NOT NULL{since_clause}"#
         );
-        let values: Vec<sea_orm::Value> = since.into_iter().map(Into::into).collect();
+        let values: Vec<sea_orm::Value> = since.map(|t| self.stamp(t).into()).into_iter().collect();
         let resolved =
             Resolved::find_by_statement(Statement::from_sql_and_values(backend, sql, values))
                 .one(&self.db)
