@@ -14,6 +14,7 @@ mod gate;
 mod health;
 mod incidents;
 mod nul;
+mod prisma;
 mod schema;
 mod secrets;
 mod shared_db;
