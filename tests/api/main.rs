@@ -18,6 +18,7 @@ mod incidents;
 mod notify;
 mod nul;
 mod packaging;
+mod prisma;
 mod schema;
 mod secrets;
 mod shared_db;
