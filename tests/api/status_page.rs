@@ -270,6 +270,36 @@ async fn sign_in_refuses_bad_input_and_a_token_in_the_address_grants_nothing() {
         .await
         .unwrap();
     assert!(bearer.contains("id=\"deploys\""));
+
+    // The public view is rendered at most once per 2 s; an operator's view is always fresh.
+    let public = || async { reqwest::get(&url).await.unwrap().text().await.unwrap() };
+    // Past the first request's rendering, so that this one renders anew.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let before = public().await;
+    let rendered = std::time::Instant::now();
+    let (status, _) = app
+        .post(
+            "/ops/incidents",
+            json!({"severity": "WARN", "category": "TUNNEL", "summary": "tunnel flapping"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let again = public().await;
+    if rendered.elapsed() < std::time::Duration::from_millis(1500) {
+        assert_eq!(before, again, "served from the public view's cache");
+    }
+    let operator = client
+        .get(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(operator.text().await.unwrap().contains("tunnel flapping"));
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert!(
+        public().await.contains("Tunnel incident"),
+        "rendered anew after 2 s"
+    );
     app.stop().await;
 
     let private = InProcessApp::spawn_with(&db, &[("STATUS_PAGE_PUBLIC", "false")], &[]).await;

@@ -10,7 +10,10 @@ mod data;
 mod view;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{DefaultBodyLimit, Extension, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -27,6 +30,9 @@ use crate::state::AppState;
 use crate::telemetry::scrub::Scrubber;
 
 const COOKIE: &str = "opsdoctor_status";
+/// The public view is rendered at most once per this long, however many people reload it: a
+/// public page must not turn a reload storm into a query storm.
+const PUBLIC_TTL: Duration = Duration::from_secs(2);
 const SESSION_SECS: i64 = 12 * 3600;
 
 /// The status page's routes, with their own body limit and panic guard.
@@ -35,11 +41,17 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/status", get(status))
         .route("/status/login", post(login))
         .route("/status/logout", post(logout))
+        .layer(Extension(PublicView::default()))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("a handler panicked".to_owned()).into_response()
         }))
 }
+
+/// The last rendering of the public view, shared by the requests of one router; the lock is held
+/// while rendering, so concurrent requests wait for one rendering instead of each making one.
+#[derive(Clone, Default)]
+struct PublicView(Arc<tokio::sync::Mutex<Option<(Instant, Markup)>>>);
 
 /// `<expiry>.<hex HMAC-SHA256(token, "opsdoctor-status:<expiry>")>`.
 fn session_value(token: &str, expiry: i64) -> String {
@@ -105,14 +117,30 @@ fn html(state: &AppState, status: StatusCode, markup: Markup) -> Response {
     response
 }
 
-async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
+async fn status(
+    State(state): State<AppState>,
+    Extension(public): Extension<PublicView>,
+    headers: HeaderMap,
+) -> Response {
     let full = is_operator(&state, &headers);
     if !full && !state.config.notify.status_public {
         return html(&state, StatusCode::OK, view::sign_in(None));
     }
-    let data = data::gather(&state, full).await;
     let refresh = state.config.notify.status_refresh.as_secs();
-    html(&state, StatusCode::OK, view::status(&data, refresh))
+    if full {
+        let data = data::gather(&state, true).await;
+        return html(&state, StatusCode::OK, view::status(&data, refresh));
+    }
+    let mut cached = public.0.lock().await;
+    match &*cached {
+        Some((at, page)) if at.elapsed() < PUBLIC_TTL => html(&state, StatusCode::OK, page.clone()),
+        _ => {
+            let data = data::gather(&state, false).await;
+            let page = view::status(&data, refresh);
+            *cached = Some((Instant::now(), page.clone()));
+            html(&state, StatusCode::OK, page)
+        }
+    }
 }
 
 fn wants_html(headers: &HeaderMap) -> bool {
