@@ -15,6 +15,9 @@ pub struct Noise<M> {
     pub seed: u64,
     /// What a faulty answer is; the k-th fault is `faults[k % len]`.
     pub faults: Vec<Fault<M>>,
+    /// At most this many faults, then none (`Some(1)` with a rate of 1,000,000: exactly the
+    /// next request); `None`: no limit.
+    pub limit: Option<usize>,
 }
 
 /// One faulty answer.
@@ -28,8 +31,8 @@ pub enum Fault<M> {
 
 impl<M: Clone> Noise<M> {
     /// The fault for request number `hit` (from 1), if it is to be faulty.
-    pub(crate) fn pick(&self, hit: usize) -> Option<Fault<M>> {
-        if self.faults.is_empty() {
+    pub(crate) fn pick(&mut self, hit: usize) -> Option<Fault<M>> {
+        if self.faults.is_empty() || self.limit == Some(0) {
             return None;
         }
         let draw = splitmix64(self.seed ^ (hit as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -37,6 +40,9 @@ impl<M: Clone> Noise<M> {
             return None;
         }
         let k = (draw / 1_000_000) as usize % self.faults.len();
+        if let Some(left) = self.limit.as_mut() {
+            *left -= 1;
+        }
         Some(self.faults[k].clone())
     }
 }

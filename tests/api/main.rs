@@ -7,6 +7,7 @@ mod helpers;
 mod bad_input;
 mod cli;
 mod concurrency;
+mod decisions;
 mod doctor;
 mod freshness;
 mod full_disk;
