@@ -66,3 +66,36 @@ pub(crate) fn reset() -> Response {
         .body(Body::from_stream(failing))
         .expect("testkit: a response with a failing body")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_come_at_the_set_rate_reproducibly_and_up_to_the_limit() {
+        let mut noise = Noise {
+            per_million: 20_000,
+            seed: 42,
+            faults: vec![Fault::Answer(503u16), Fault::Reset],
+            limit: None,
+        };
+        let picks: Vec<Option<Fault<u16>>> = (1..=100_000).map(|hit| noise.pick(hit)).collect();
+        let faulty = picks.iter().filter(|p| p.is_some()).count();
+        assert!(
+            (1_600..=2_400).contains(&faulty),
+            "{faulty} of 100000 at 2 %"
+        );
+        assert!(picks.contains(&Some(Fault::Reset)) && picks.contains(&Some(Fault::Answer(503))));
+        let again: Vec<Option<Fault<u16>>> = (1..=100_000).map(|hit| noise.pick(hit)).collect();
+        assert_eq!(picks, again, "the same seed gives the same faults");
+
+        let mut once = Noise {
+            per_million: 1_000_000,
+            seed: 1,
+            faults: vec![Fault::Reset::<u16>],
+            limit: Some(1),
+        };
+        assert_eq!(once.pick(1), Some(Fault::Reset));
+        assert_eq!(once.pick(2), None, "the limit is reached");
+    }
+}
