@@ -61,6 +61,8 @@ enum Phase {
     Doctor,
     /// Incident reports through the API against plain inserts.
     Ingest,
+    /// False alarms against noisy stand-ins, and time to detect real breaks and recoveries.
+    FalseAlarms,
     /// Keyset pages over a large history.
     Scale,
     /// Start-up time on an existing database.
@@ -101,6 +103,9 @@ async fn bench(args: Args) {
     }
     if run(Phase::Doctor) {
         phases::doctor::run(&bench, &mut report).await;
+    }
+    if run(Phase::FalseAlarms) {
+        phases::false_alarms::run(&bench, &mut report).await;
     }
     if run(Phase::Ingest) {
         phases::ingest::run(&bench, &mut report).await;

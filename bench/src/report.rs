@@ -26,13 +26,18 @@ pub struct Report {
 }
 
 /// The output contract's figures, in the order the report lists them.
-const KEYS: [&str; 14] = [
+const KEYS: [&str; 19] = [
     "live_vs_bare",
     "ready_vs_live",
     "ready_db_queries_per_ttl",
     "gate_p99_vs_live_p99",
     "doctor_wall_vs_slowest",
     "doctor_wall_vs_timeout_when_hanging",
+    "false_alarm_incidents",
+    "false_alarm_gate_fail_rate",
+    "false_alarm_ready_flips",
+    "detection_p99_ms",
+    "recovery_detection_p99_ms",
     "ingest_vs_plain_sqlite",
     "ingest_vs_plain_postgres",
     "deep_vs_first_page",

@@ -177,7 +177,7 @@ impl<M: Clone> Shared<M> {
             host: header(HOST),
             hit,
         };
-        let fault = lock(&self.noise).as_ref().and_then(|n| n.pick(hit));
+        let fault = lock(&self.noise).as_mut().and_then(|n| n.pick(hit));
         if fault.is_some() {
             self.faults.fetch_add(1, Ordering::SeqCst);
         }

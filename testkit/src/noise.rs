@@ -15,6 +15,9 @@ pub struct Noise<M> {
     pub seed: u64,
     /// What a faulty answer is; the k-th fault is `faults[k % len]`.
     pub faults: Vec<Fault<M>>,
+    /// At most this many faults, then none (`Some(1)` with a rate of 1,000,000: exactly the
+    /// next request); `None`: no limit.
+    pub limit: Option<usize>,
 }
 
 /// One faulty answer.
@@ -28,8 +31,8 @@ pub enum Fault<M> {
 
 impl<M: Clone> Noise<M> {
     /// The fault for request number `hit` (from 1), if it is to be faulty.
-    pub(crate) fn pick(&self, hit: usize) -> Option<Fault<M>> {
-        if self.faults.is_empty() {
+    pub(crate) fn pick(&mut self, hit: usize) -> Option<Fault<M>> {
+        if self.faults.is_empty() || self.limit == Some(0) {
             return None;
         }
         let draw = splitmix64(self.seed ^ (hit as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
@@ -37,6 +40,9 @@ impl<M: Clone> Noise<M> {
             return None;
         }
         let k = (draw / 1_000_000) as usize % self.faults.len();
+        if let Some(left) = self.limit.as_mut() {
+            *left -= 1;
+        }
         Some(self.faults[k].clone())
     }
 }
@@ -59,4 +65,37 @@ pub(crate) fn reset() -> Response {
         .header("content-type", "application/json")
         .body(Body::from_stream(failing))
         .expect("testkit: a response with a failing body")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faults_come_at_the_set_rate_reproducibly_and_up_to_the_limit() {
+        let mut noise = Noise {
+            per_million: 20_000,
+            seed: 42,
+            faults: vec![Fault::Answer(503u16), Fault::Reset],
+            limit: None,
+        };
+        let picks: Vec<Option<Fault<u16>>> = (1..=100_000).map(|hit| noise.pick(hit)).collect();
+        let faulty = picks.iter().filter(|p| p.is_some()).count();
+        assert!(
+            (1_600..=2_400).contains(&faulty),
+            "{faulty} of 100000 at 2 %"
+        );
+        assert!(picks.contains(&Some(Fault::Reset)) && picks.contains(&Some(Fault::Answer(503))));
+        let again: Vec<Option<Fault<u16>>> = (1..=100_000).map(|hit| noise.pick(hit)).collect();
+        assert_eq!(picks, again, "the same seed gives the same faults");
+
+        let mut once = Noise {
+            per_million: 1_000_000,
+            seed: 1,
+            faults: vec![Fault::Reset::<u16>],
+            limit: Some(1),
+        };
+        assert_eq!(once.pick(1), Some(Fault::Reset));
+        assert_eq!(once.pick(2), None, "the limit is reached");
+    }
 }

@@ -153,6 +153,19 @@ async fn failures_open_extend_escalate_and_recover(backend: Backend) {
 
     stack.stripe.set(StripeMode::Ok { livemode: false });
     stack.openai.set(OpenAiMode::Ok);
+    // Recovered after two passes in a row (CHECK_RECOVER_AFTER): the first changes nothing.
+    let recovering = run(&app).await;
+    assert_eq!(recovering["status"], "pass", "the observations pass");
+    assert!(actions(&recovering, "openai").is_empty(), "{recovering}");
+    assert!(actions(&recovering, "stripe").is_empty(), "{recovering}");
+    let openai_decision = recovering["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["check"] == "openai")
+        .unwrap();
+    assert_eq!(openai_decision["state"], "failing", "{openai_decision}");
+    assert_eq!(openai_decision["passingStreak"], 1);
     let recovered = run(&app).await;
     assert_eq!(recovered["status"], "pass");
     assert_eq!(actions(&recovered, "openai"), ["resolved"]);

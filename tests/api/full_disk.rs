@@ -207,7 +207,14 @@ async fn a_full_disk_never_acknowledges_a_write_that_did_not_commit() {
         acked.incidents.len() >= before + 5,
         "writes did not recover"
     );
-    let (status, ready) = send(&app, reqwest::Method::GET, "/health/ready", None).await;
+    // Readiness recovers after two passing database observations in a row (CHECK_RECOVER_AFTER),
+    // one per READY_CACHE_TTL_MS at most.
+    let started = std::time::Instant::now();
+    let (mut status, mut ready) = send(&app, reqwest::Method::GET, "/health/ready", None).await;
+    while status != StatusCode::OK && started.elapsed() < std::time::Duration::from_secs(5) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        (status, ready) = send(&app, reqwest::Method::GET, "/health/ready", None).await;
+    }
     assert_eq!(status, StatusCode::OK, "{ready}");
     app.stop().await;
 

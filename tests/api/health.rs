@@ -65,6 +65,12 @@ async fn no_migrate_is_not_ready_until_migrated(backend: Backend) {
         "{stdout}"
     );
 
+    // Recovered after two passing observations in a row (CHECK_RECOVER_AFTER).
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (status, body) = app.get("/health/ready").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["checks"]["database"]["status"], "pass", "{body}");
+    assert_eq!(body["checks"]["database"]["decided"], "failing", "{body}");
     tokio::time::sleep(Duration::from_millis(150)).await;
     let (status, body) = app.get("/health/ready").await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -8,6 +8,7 @@ mod bad_input;
 mod cli;
 mod concurrency;
 mod deploy;
+mod decisions;
 mod doctor;
 mod ecosystem;
 mod freshness;

@@ -220,6 +220,24 @@ impl Gate {
             .into_iter()
             .filter(|(r, _, _)| r.status != Status::Skipped || required.contains(&r.name))
             .map(|(r, age_ms, source)| {
+                // The thresholds decide; the latest observation is shown beside them.
+                let observed_status = r.status;
+                let r = match decided.get(&r.name) {
+                    Some(Decided::Passing) if r.status == Status::Fail => CheckResult {
+                        message: format!("not failing by the thresholds yet: {}", r.message),
+                        ..r.with_status(Status::Warn)
+                    },
+                    Some(Decided::Failing) if matches!(r.status, Status::Pass | Status::Warn) => {
+                        CheckResult {
+                            message: format!(
+                                "recovering, not yet by the thresholds: {}",
+                                r.message
+                            ),
+                            ..r.with_status(Status::Fail)
+                        }
+                    }
+                    _ => r,
+                };
                 // Required here but not configured: the registry's own required list may differ.
                 let r = if r.status == Status::Skipped {
                     let hint = r
@@ -235,20 +253,9 @@ impl Gate {
                 } else {
                     r
                 };
-                // The thresholds decide; the latest observation is shown beside them.
-                let observed_status = r.status;
-                let r = match decided.get(&r.name) {
-                    Some(Decided::Passing) if r.status == Status::Fail => CheckResult {
-                        message: format!("not failing by the thresholds yet: {}", r.message),
-                        ..r.with_status(Status::Warn)
-                    },
-                    Some(Decided::Failing) if r.status != Status::Fail => CheckResult {
-                        message: format!("recovering, not yet by the thresholds: {}", r.message),
-                        ..r.with_status(Status::Fail)
-                    },
-                    _ => r,
-                };
-                let observed_status = (observed_status != r.status).then_some(observed_status);
+                let observed_status = (observed_status != r.status
+                    && observed_status != Status::Skipped)
+                    .then_some(observed_status);
                 GateCheck {
                     observed_status,
                     required: required.contains(&r.name),

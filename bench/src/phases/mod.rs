@@ -2,6 +2,7 @@
 //! client, and where their databases live.
 
 pub mod doctor;
+pub mod false_alarms;
 pub mod footprint;
 pub mod ingest;
 pub mod scale;

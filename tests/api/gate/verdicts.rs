@@ -162,6 +162,25 @@ async fn verdicts_status_codes_and_records(backend: Backend) {
     stack.openai.set(OpenAiMode::Ok);
     let mut fresh = payload.clone();
     fresh["metadata"]["max_age"] = json!("0");
+    // Recovered after two passing observations in a row: the first still holds the rollout,
+    // saying waiting will fix it.
+    let (status, held) = app.post("/ops/gate", fresh.clone()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{held}");
+    let stripe = held["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "stripe")
+        .unwrap();
+    assert_eq!(
+        (
+            &stripe["status"],
+            &stripe["observedStatus"],
+            &stripe["transient"]
+        ),
+        (&json!("fail"), &json!("pass"), &json!(true)),
+        "{held}"
+    );
     let (status, go) = app.post("/ops/gate", fresh).await;
     assert_eq!(status, StatusCode::OK, "{go}");
     let (_, flagger) = app
