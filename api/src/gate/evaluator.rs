@@ -107,6 +107,7 @@ pub struct GateCheck {
     /// The latest observation's own status, when the thresholds decide otherwise: a failure not
     /// yet confirmed (`status` is then `warn`), or a pass while recovering (`status` `fail`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
     pub observed_status: Option<Status>,
     pub source: ResultSource,
 }

@@ -185,7 +185,7 @@ impl Watcher {
                 .map_err(|e| e.to_string())?;
             let full = rows.len() as u64 == PAGE;
             for (event, incident) in &rows {
-                newest = newest.max(event.created_at);
+                newest = newest.max(event.created_at.at());
                 if let Some(t) = incident
                     .as_ref()
                     .and_then(|i| Transition::from_event(event, i))
@@ -198,7 +198,7 @@ impl Watcher {
                 break;
             }
             after = Some(Cursor {
-                created_at: last.created_at,
+                created_at: last.created_at.at(),
                 id: last.id.clone(),
             });
         }
@@ -209,7 +209,7 @@ impl Watcher {
             .map_err(|e| e.to_string())?;
         for row in &deploys {
             if let Some(at) = row.finished_at {
-                newest = newest.max(at);
+                newest = newest.max(at.at());
             }
             found.extend(Transition::from_deploy(row));
         }

@@ -114,7 +114,7 @@ async fn latest_results(state: &AppState) -> Option<(DateTime<Utc>, Vec<CheckRes
     let stored = match state.doctor.latest_run().await {
         Ok(Some(row)) => serde_json::from_value::<Vec<CheckResult>>(row.results_json)
             .ok()
-            .map(|results| (row.finished_at.and_utc(), results)),
+            .map(|results| (row.finished_at.at().and_utc(), results)),
         Ok(None) => None,
         Err(err) => {
             tracing::warn!(error = %err, "status page: reading the latest run failed");
@@ -206,12 +206,12 @@ fn component(
         i.details_json["source"] == "doctor" && i.details_json["check"] == r.name.as_str()
     };
     let since = if r.status == Status::Fail {
-        open.iter().filter(of_check).map(|i| i.created_at).min()
+        open.iter().filter(of_check).map(|i| i.created_at.at()).min()
     } else {
         resolved
             .iter()
             .filter(of_check)
-            .filter_map(|i| i.resolved_at)
+            .filter_map(|i| i.resolved_at.map(|t| t.at()))
             .max()
     };
     Component {
@@ -241,7 +241,7 @@ async fn incident_view(state: &AppState, row: incident::Model, full: bool) -> In
         severity: label(&row.severity),
         category: category_name(row.category).to_owned(),
         headline: public_headline(&row),
-        opened_at: row.created_at,
+        opened_at: row.created_at.at(),
         id: full.then(|| row.id.clone()),
         summary: full.then(|| row.summary.clone()),
         hint: full
@@ -249,7 +249,7 @@ async fn incident_view(state: &AppState, row: incident::Model, full: bool) -> In
             .flatten(),
         timeline: timeline
             .into_iter()
-            .map(|e| (e.created_at, label(&e.event_type), e.message))
+            .map(|e| (e.created_at.at(), label(&e.event_type), e.message))
             .collect(),
     }
 }
@@ -281,8 +281,8 @@ async fn recent_deploys(
                 environment: d.environment,
                 version: d.version,
                 status: d.status,
-                started_at: d.created_at,
-                finished_at: d.finished_at,
+                started_at: d.created_at.at(),
+                finished_at: d.finished_at.map(|t| t.at()),
                 reason: d.reason,
             })
             .collect(),
@@ -293,7 +293,7 @@ async fn recent_deploys(
                 release: v.release,
                 verdict: v.verdict,
                 summary: v.summary,
-                at: v.created_at,
+                at: v.created_at.at(),
             })
             .collect(),
     )

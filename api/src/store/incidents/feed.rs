@@ -20,12 +20,13 @@ impl IncidentStore {
     ) -> Result<Vec<(event::Model, Option<incident::Model>)>, StoreError> {
         let mut query = event::Entity::find()
             .filter(event::Column::EventType.is_in(types.iter().copied()))
-            .filter(event::Column::CreatedAt.gte(from));
+            .filter(event::Column::CreatedAt.gte(self.stamp(from)));
         if let Some(after) = after {
             query = query.filter(after_cond(
                 event::Column::CreatedAt,
                 event::Column::Id,
                 after,
+                self.backend(),
             ));
         }
         Ok(query

@@ -55,7 +55,7 @@ pub struct IncidentStats {
 
 impl IncidentStore {
     /// `t` as this store's backend stores a time, for a comparison with a time column.
-    fn stamp(&self, t: NaiveDateTime) -> Timestamp {
+    pub(super) fn stamp(&self, t: NaiveDateTime) -> Timestamp {
         Timestamp::new(t, self.backend())
     }
 
