@@ -26,7 +26,7 @@ pub struct Report {
 }
 
 /// The output contract's figures, in the order the report lists them.
-const KEYS: [&str; 14] = [
+const KEYS: [&str; 15] = [
     "live_vs_bare",
     "ready_vs_live",
     "ready_db_queries_per_ttl",
@@ -41,6 +41,7 @@ const KEYS: [&str; 14] = [
     "peak_rss_mib",
     "rss_after_conn_storm_mib",
     "startup_ms",
+    "deploy_overhead_ratio",
 ];
 
 impl Report {
