@@ -69,6 +69,8 @@ enum Phase {
     Startup,
     /// Resident memory after a storm of idle connections.
     Storm,
+    /// A successful `opsdoctor deploy` against the application's own start.
+    Deploy,
 }
 
 #[derive(Subcommand)]
@@ -118,6 +120,9 @@ async fn bench(args: Args) {
     }
     if run(Phase::Startup) {
         phases::footprint::startup(&bench, &mut report).await;
+    }
+    if run(Phase::Deploy) {
+        phases::deploy::run(&bench, &mut report).await;
     }
 
     let name = if only.is_empty() { "latest" } else { "partial" };

@@ -26,7 +26,7 @@ pub struct Report {
 }
 
 /// The output contract's figures, in the order the report lists them.
-const KEYS: [&str; 19] = [
+const KEYS: [&str; 20] = [
     "live_vs_bare",
     "ready_vs_live",
     "ready_db_queries_per_ttl",
@@ -46,6 +46,7 @@ const KEYS: [&str; 19] = [
     "peak_rss_mib",
     "rss_after_conn_storm_mib",
     "startup_ms",
+    "deploy_overhead_ratio",
 ];
 
 impl Report {

@@ -1,6 +1,7 @@
 //! The bench's phases, one module each, and what they share: the service's environment, an HTTP
 //! client, and where their databases live.
 
+pub mod deploy;
 pub mod doctor;
 pub mod false_alarms;
 pub mod footprint;
