@@ -46,6 +46,10 @@ struct Args {
     /// Where to write latest.json and latest.md.
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
+    /// Run against this opsdoctor binary instead of building the release one (for phases whose
+    /// figures do not depend on the build profile, such as `false-alarms`; the report names it).
+    #[arg(long)]
+    binary: Option<PathBuf>,
     /// Run only these phases (comma-separated), for profiling one figure; the results then go
     /// to partial.json and partial.md instead of latest.*.
     #[arg(long, value_enum, value_delimiter = ',')]
@@ -92,8 +96,13 @@ fn main() {
 
 async fn bench(args: Args) {
     let started = Instant::now();
-    println!("building the release binary…");
-    let binary = procs::build_release();
+    let binary = match args.binary.clone() {
+        Some(binary) => binary,
+        None => {
+            println!("building the release binary…");
+            procs::build_release()
+        }
+    };
     let dir = tempfile::tempdir().expect("temp dir");
     let only = args.only.clone();
     let run = |phase: Phase| only.is_empty() || only.contains(&phase);

@@ -48,7 +48,8 @@ impl Upstreams {
         }
     }
 
-    /// 2 % of every stand-in's answers become a 5xx page, a 429, a dropped connection or a
+    /// 2 % of every stand-in's answers (each stand-in with a seed of its own, so their faults
+    /// do not fall on the same request numbers) become a 5xx page, a 429, a dropped connection or a
     /// 300 ms delay, each stand-in in its own vendor's shape.
     fn noisy(&self, seed: u64) {
         let slow = Duration::from_millis(300);
@@ -62,7 +63,7 @@ impl Upstreams {
             ],
         ));
         self.stripe.set_noise(noisy(
-            seed,
+            seed + 1,
             vec![
                 Fault::Answer(StripeMode::ServerErrorHtml(503)),
                 Fault::Answer(StripeMode::ErrorCode {
@@ -74,7 +75,7 @@ impl Upstreams {
             ],
         ));
         self.cloudflare.set_noise(noisy(
-            seed,
+            seed + 2,
             vec![
                 Fault::Answer(CloudflareMode {
                     token: TokenMode::ServerError(503),
@@ -91,9 +92,9 @@ impl Upstreams {
                 }),
             ],
         ));
-        self.metrics.set_noise(noisy(seed, vec![Fault::Reset]));
+        self.metrics.set_noise(noisy(seed + 3, vec![Fault::Reset]));
         self.host.set_noise(noisy(
-            seed,
+            seed + 4,
             vec![Fault::Answer(HostnameMode::ServerError(503)), Fault::Reset],
         ));
     }
