@@ -22,7 +22,7 @@ pub use schemas::{
 };
 
 use crate::state::AppState;
-use crate::{deploys, doctor, gate, health, incidents, metrics};
+use crate::{deploys, doctor, gate, health, incidents, metrics, status_page};
 
 /// The name of the admin bearer scheme in the document.
 pub const ADMIN_SCHEME: &str = "admin";
@@ -64,6 +64,9 @@ pub const ALIASES: &[(&str, &str)] = &[("/health", "/health/live"), ("/ready", "
         deploys::routes::show,
         deploys::routes::finish,
         metrics::routes::metrics,
+        status_page::status,
+        status_page::login,
+        status_page::logout,
         openapi_json,
     ),
     components(
@@ -90,6 +93,7 @@ pub const ALIASES: &[(&str, &str)] = &[("/health", "/health/live"), ("/ready", "
         (name = "gate", description = "the deploy gate, for CI, Argo Rollouts and Flagger"),
         (name = "deploys", description = "deploy records"),
         (name = "metrics", description = "Prometheus metrics"),
+        (name = "status", description = "the status page for people (HTML)"),
         (name = "meta", description = "this document"),
     )
 )]

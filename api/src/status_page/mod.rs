@@ -51,7 +51,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
 /// The last rendering of the public view, shared by the requests of one router; the lock is held
 /// while rendering, so concurrent requests wait for one rendering instead of each making one.
 #[derive(Clone, Default)]
-struct PublicView(Arc<tokio::sync::Mutex<Option<(Instant, Markup)>>>);
+pub(crate) struct PublicView(Arc<tokio::sync::Mutex<Option<(Instant, Markup)>>>);
 
 /// `<expiry>.<hex HMAC-SHA256(token, "opsdoctor-status:<expiry>")>`.
 fn session_value(token: &str, expiry: i64) -> String {
@@ -117,7 +117,18 @@ fn html(state: &AppState, status: StatusCode, markup: Markup) -> Response {
     response
 }
 
-async fn status(
+/// The status page for people (HTML): the public view, or the full one with the admin token as a
+/// bearer or a session cookie from `/status/login`.
+#[utoipa::path(
+    get,
+    path = "/status",
+    tag = "status",
+    operation_id = "statusPage",
+    responses(
+        (status = 200, description = "the page (or, with `STATUS_PAGE_PUBLIC=false` and no token, the sign-in form)", content_type = "text/html", body = String),
+    )
+)]
+pub(crate) async fn status(
     State(state): State<AppState>,
     Extension(public): Extension<PublicView>,
     headers: HeaderMap,
@@ -176,7 +187,34 @@ fn redirect_to_status(cookie: String) -> Response {
     response
 }
 
-async fn login(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+/// The sign-in form's fields.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // a schema for the document; the handler reads the form itself
+pub(crate) struct SignIn {
+    /// The admin token.
+    token: String,
+}
+
+/// Sign in with the admin token (a form POST, so the token never appears in an address); sets
+/// an HttpOnly session cookie that is an HMAC under the token, never the token itself.
+#[utoipa::path(
+    post,
+    path = "/status/login",
+    tag = "status",
+    operation_id = "statusLogin",
+    request_body(content = SignIn, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "signed in: the session cookie is set, and the browser is sent to `/status`"),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::AdminDisabled),
+    )
+)]
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let refuse = |status: StatusCode, error: ApiError, text: &str| {
         if wants_html(&headers) {
             html(&state, status, view::sign_in(Some(text)))
@@ -227,7 +265,15 @@ async fn login(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
     ))
 }
 
-async fn logout() -> Response {
+/// Sign out: the session cookie is cleared.
+#[utoipa::path(
+    post,
+    path = "/status/logout",
+    tag = "status",
+    operation_id = "statusLogout",
+    responses((status = 303, description = "signed out: the cookie is cleared, and the browser is sent to `/status`"))
+)]
+pub(crate) async fn logout() -> Response {
     redirect_to_status(format!(
         "{COOKIE}=; Path=/status; Max-Age=0; HttpOnly; SameSite=Strict"
     ))
