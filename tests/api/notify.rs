@@ -49,6 +49,10 @@ impl Receivers {
             ("NOTIFY_RETRY_MAX_MS", "3000".to_owned()),
             ("STATUS_PAGE_URL", STATUS_URL.to_owned()),
             ("DOCTOR_ESCALATE_AFTER_RUNS", "2".to_owned()),
+            // Delivery is under test here, not the flap thresholds: one observation decides
+            // (the thresholds are tested in `decisions`).
+            ("CHECK_FAIL_AFTER", "1".to_owned()),
+            ("CHECK_RECOVER_AFTER", "1".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

@@ -32,6 +32,10 @@ async fn flagger_pass_hold_confirm_deadline_and_rollback(backend: Backend) {
             &[
                 ("FLAGGER_CONFIRM_DEADLINE_S", "1"),
                 ("REQUIRED_CHECKS", "database"),
+                // Flagger's dialect is under test here, not the flap thresholds: one
+                // observation decides (the thresholds are tested in `decisions`).
+                ("CHECK_FAIL_AFTER", "1"),
+                ("CHECK_RECOVER_AFTER", "1"),
             ],
         )
         .await;

@@ -164,7 +164,10 @@ async fn gate_command_exit_codes_and_waiting() {
     flipper.await.unwrap();
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     assert!(
-        stderr.contains("fail") && stderr.contains("tunnel=not_routing"),
+        // The first not_routing is not failing yet by the thresholds (partial), or is (fail):
+        // either way it was seen, waited out, and the pass that followed ended the wait.
+        (stderr.contains("fail") || stderr.contains("partial"))
+            && stderr.contains("tunnel=not_routing"),
         "{stderr}"
     );
 
