@@ -206,7 +206,10 @@ fn component(
         i.details_json["source"] == "doctor" && i.details_json["check"] == r.name.as_str()
     };
     let since = if r.status == Status::Fail {
-        open.iter().filter(of_check).map(|i| i.created_at.at()).min()
+        open.iter()
+            .filter(of_check)
+            .map(|i| i.created_at.at())
+            .min()
     } else {
         resolved
             .iter()

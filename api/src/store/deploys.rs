@@ -220,10 +220,10 @@ impl DeployStore {
     ) -> Result<Vec<deploy::Model>, DbErr> {
         use sea_orm::QuerySelect;
         deploy::Entity::find()
-            .filter(deploy::Column::FinishedAt.gte(entity::Timestamp::new(
-                from,
-                self.db.get_database_backend(),
-            )))
+            .filter(
+                deploy::Column::FinishedAt
+                    .gte(entity::Timestamp::new(from, self.db.get_database_backend())),
+            )
             .order_by_asc(deploy::Column::FinishedAt)
             .order_by_asc(deploy::Column::Id)
             .limit(limit)
