@@ -69,9 +69,18 @@ fn parse_cursor(raw: Option<&str>) -> ApiResult<Option<Cursor>> {
     }
 }
 
+/// A filter given with no value (`?severity=`): a mistake to name, not "no filter".
+fn empty(field: &str) -> ApiError {
+    ApiError::bad_request(
+        Some(field.into()),
+        format!("{field}: empty; leave the parameter out to not filter by it"),
+    )
+}
+
 pub fn parse_time(field: &str, raw: Option<&str>) -> ApiResult<Option<NaiveDateTime>> {
     match raw {
-        None | Some("") => Ok(None),
+        None => Ok(None),
+        Some("") => Err(empty(field)),
         Some(v) => DateTime::parse_from_rfc3339(v)
             .map(|t| Some(t.naive_utc()))
             .map_err(|_| {
@@ -88,7 +97,8 @@ pub fn parse_enum<T: ActiveEnum<Value = String>>(
     raw: Option<&str>,
 ) -> ApiResult<Option<T>> {
     match raw {
-        None | Some("") => Ok(None),
+        None => Ok(None),
+        Some("") => Err(empty(field)),
         Some(v) => T::try_from_value(&v.to_ascii_uppercase())
             .map(Some)
             .map_err(|_| {
@@ -132,5 +142,31 @@ pub fn parse_flag(field: &str, raw: Option<&str>) -> ApiResult<bool> {
             Some(field.into()),
             format!("{field}: `{other}` is not 1/0 or true/false"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod empty_filters {
+    use super::*;
+    use axum::response::IntoResponse;
+    use entity::Severity;
+
+    #[test]
+    fn an_empty_filter_is_refused_naming_it_and_an_absent_one_is_no_filter() {
+        for err in [
+            parse_enum::<Severity>("severity", Some("")).unwrap_err(),
+            parse_time("since", Some("")).map(|_| ()).unwrap_err(),
+        ] {
+            assert_eq!(
+                err.into_response().status(),
+                axum::http::StatusCode::BAD_REQUEST
+            );
+        }
+        assert_eq!(parse_enum::<Severity>("severity", None).unwrap(), None);
+        assert_eq!(parse_time("since", None).unwrap(), None);
+        assert_eq!(
+            parse_enum::<Severity>("severity", Some("critical")).unwrap(),
+            Some(Severity::Critical)
+        );
     }
 }
