@@ -248,7 +248,7 @@ pub async fn run() -> ExitCode {
         Some(Command::Config { json }) => print_config(&config, json),
         Some(Command::Doctor { json, only }) => crate::doctor::cli::run(&config, json, &only).await,
         Some(Command::Migrate { action }) => {
-            let _guard = telemetry::init(config.log_format, &config.secrets());
+            let _guard = telemetry::init(config.log_format, &config.secrets(), None);
             migrate(&config, action).await
         }
         Some(Command::Serve(_)) | None => serve(&config).await,
@@ -281,7 +281,11 @@ fn print_config(config: &Config, json: bool) -> ExitCode {
 }
 
 async fn serve(config: &Config) -> ExitCode {
-    let _guard = telemetry::init(config.log_format, &config.secrets());
+    let _guard = telemetry::init(
+        config.log_format,
+        &config.secrets(),
+        Some(&config.log_files),
+    );
     tracing::info!(version = env!("CARGO_PKG_VERSION"), database = %config.database_location(), "opsdoctor starting");
     let app = match Application::build(config.clone(), config.auto_migrate).await {
         Ok(app) => app,

@@ -62,6 +62,17 @@ pub enum ApiError {
     /// 503: the database is unavailable; the cause is logged, not shown.
     #[error("the database is unavailable; try again shortly")]
     Database(#[from] sea_orm::DbErr),
+    /// 503: the database circuit breaker is open, so this read is refused at once instead of
+    /// waiting for the database; `Retry-After` says when the next probe is due.
+    #[error("{message}")]
+    DatabaseOpen {
+        message: String,
+        retry_after: std::time::Duration,
+    },
+    /// 507: the database is down and the spool of queued writes is full; the write was not
+    /// accepted.
+    #[error("{0}")]
+    SpoolFull(String),
 }
 
 impl ApiError {
@@ -111,7 +122,8 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Database(_) | Self::DatabaseOpen { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::SpoolFull(_) => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 
@@ -131,7 +143,8 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::RateLimited { .. } => "rate_limited",
             Self::Internal(_) => "internal",
-            Self::Database(_) => "database_unavailable",
+            Self::Database(_) | Self::DatabaseOpen { .. } => "database_unavailable",
+            Self::SpoolFull(_) => "spool_full",
         }
     }
 }
@@ -159,7 +172,7 @@ impl IntoResponse for ApiError {
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
-            Self::RateLimited { retry_after, .. } => {
+            Self::RateLimited { retry_after, .. } | Self::DatabaseOpen { retry_after, .. } => {
                 let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
                 response
                     .headers_mut()

@@ -11,6 +11,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::state::AppState;
+use crate::suite::Observed;
 
 /// Liveness: a constant answer, so it needs no middleware at all.
 pub fn liveness_router() -> Router<AppState> {
@@ -62,12 +63,21 @@ pub(crate) async fn live() -> Response {
     )
 )]
 pub(crate) async fn ready(State(state): State<AppState>) -> Response {
-    let required = state.readiness.required();
-    let results = state.readiness.results(&required).await;
+    let mut required = state.readiness.required();
+    // While the breaker is open the database's answer is known: fail, at once.
+    let open = state.resilience.open_database_result();
+    if open.is_some() {
+        required.remove(checks::database::NAME);
+    }
+    let mut results = state.readiness.results(&required).await;
+    let mut expected = required.len();
+    if let Some(db) = open {
+        results.insert(0, std::sync::Arc::new(Observed::now(db)));
+        expected += 1;
+    }
     let shutting_down = state.lifecycle.is_shutting_down();
-    let (status, body) = state
-        .readiness
-        .answer(&results, required.len(), shutting_down);
+    let (status, body) = state.readiness.answer(&results, expected, shutting_down);
+    let body = with_resilience(body, &state);
     (
         status,
         [
@@ -82,6 +92,23 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// The readiness body with the breaker and the spool spliced in before its closing brace: a
+/// probe storm pays for a small serialisation, not a parse of the cached body.
+fn with_resilience(body: axum::body::Bytes, state: &AppState) -> axum::body::Bytes {
+    let view = state.resilience.view();
+    let extra = json!({ "breaker": view.breaker, "spool": view.spool }).to_string();
+    match (body.strip_suffix(b"}"), extra.strip_prefix('{')) {
+        (Some(head), Some(tail)) => {
+            let mut out = Vec::with_capacity(body.len() + extra.len());
+            out.extend_from_slice(head);
+            out.push(b',');
+            out.extend_from_slice(tail.as_bytes());
+            out.into()
+        }
+        _ => body,
+    }
+}
+
 /// `GET /health/db`: whether the database is ready, and how fast it answers.
 #[utoipa::path(
     get,
@@ -94,7 +121,11 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Response {
     )
 )]
 pub(crate) async fn db(State(state): State<AppState>) -> Response {
-    let observed = state.readiness.database().await;
+    let observed = match state.resilience.open_database_result() {
+        Some(open) => std::sync::Arc::new(Observed::now(open)),
+        None => state.readiness.database().await,
+    };
+    let view = state.resilience.view();
     let r = &observed.result;
     let ready = r.is_pass();
     let body = DbHealth {
@@ -105,6 +136,9 @@ pub(crate) async fn db(State(state): State<AppState>) -> Response {
             .cloned()
             .unwrap_or(json!(r.latency_ms)),
         reason: r.reason,
+        message: r.message.clone(),
+        breaker: json!(view.breaker),
+        spool: json!(view.spool),
         age_ms: u64::try_from(observed.age().as_millis()).unwrap_or(u64::MAX),
     };
     let status = if ready {
@@ -149,6 +183,14 @@ pub struct DbHealth {
     /// Why the database is not ready (`unreachable`, `timeout`, …); null when it is.
     #[schema(value_type = Option<String>)]
     pub reason: Option<checks::Reason>,
+    /// What the check found.
+    pub message: String,
+    /// The database circuit breaker: state, since when, the last error (masked).
+    #[schema(value_type = Object)]
+    pub breaker: serde_json::Value,
+    /// The spool of writes queued while the database was unavailable: depth and size.
+    #[schema(value_type = Object)]
+    pub spool: serde_json::Value,
     /// How old the result is, in milliseconds.
     pub age_ms: u64,
 }

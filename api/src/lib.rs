@@ -26,6 +26,7 @@ pub mod params;
 pub mod path;
 pub mod readiness;
 pub mod remote;
+pub mod resilience;
 pub mod server;
 pub mod state;
 pub mod status_page;

@@ -19,7 +19,9 @@ use crate::config::Config;
 use crate::connections::{self, ConnectionLimits};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::{auth, db, deploys, doctor, gate, health, incidents, limits, metrics, openapi};
+use crate::{
+    auth, db, deploys, doctor, gate, health, incidents, limits, metrics, openapi, resilience,
+};
 
 /// Every route of the service, with its middleware. Tests drive this with `oneshot`.
 ///
@@ -35,6 +37,10 @@ pub fn router(state: AppState) -> Router {
         .merge(gate::routes::router())
         .merge(deploys::routes::router())
         .merge(metrics::routes::router())
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            resilience::routes::refuse_reads_while_open,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_admin,
@@ -132,7 +138,10 @@ impl Application {
             None => None,
         };
         let interval = config.doctor_interval;
-        let state = AppState::new(config, db);
+        let spool_dir = config.spool_dir();
+        let spool = resilience::Spool::open(&spool_dir, config.resilience.spool_max_bytes)
+            .map_err(|e| StartError::Spool(spool_dir.display().to_string(), e))?;
+        let state = AppState::with_spool(config, db, spool);
         state.doctor.spawn_monitor(interval);
         let notifier = crate::notify::spawn(
             &state.config,
@@ -194,8 +203,20 @@ impl Application {
             .await;
         });
 
+        let exit_after = state.config.resilience.exit_after;
+        let mut failure = None;
         tokio::select! {
             () = stop => {}
+            () = state.resilience.persistent_outage(exit_after) => {
+                tracing::error!(
+                    after_ms = exit_after.as_millis() as u64,
+                    "the database has stayed unavailable; shutting down so the supervisor restarts the process"
+                );
+                failure = Some(std::io::Error::other(format!(
+                    "the database stayed unavailable for {} ms (DB_OUTAGE_EXIT_AFTER_MS)",
+                    exit_after.as_millis()
+                )));
+            }
             result = &mut server => {
                 result.map_err(std::io::Error::other)?;
                 return Err(std::io::Error::other("the server stopped by itself"));
@@ -226,7 +247,7 @@ impl Application {
             tracing::warn!(error = %err, "closing the database pool failed");
         }
         tracing::info!("opsdoctor stopped");
-        Ok(())
+        failure.map_or(Ok(()), Err)
     }
 }
 
@@ -237,6 +258,8 @@ pub enum StartError {
     Database(String),
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
+    #[error("cannot open the spool in {0}: {1}")]
+    Spool(String, std::io::Error),
 }
 
 async fn apply_migrations(db: &DatabaseConnection) -> Result<(), sea_orm::DbErr> {

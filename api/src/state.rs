@@ -15,6 +15,7 @@ use crate::gate::Gate;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
+use crate::resilience::{BreakerPolicy, Resilience, ResilienceSettings, Spool, Stores};
 use crate::store::{DeployStore, EvaluationStore, IncidentStore, RunStore};
 use crate::suite::{build_registry, LatestResults};
 
@@ -42,10 +43,27 @@ pub struct Shared {
     /// Issue 15: the service's Prometheus metrics, and the checks' latest results they read.
     pub metrics: Metrics,
     pub latest: Arc<LatestResults>,
+    /// The database circuit breaker and the spool every acknowledged write goes through.
+    pub resilience: Arc<Resilience>,
 }
 
 impl AppState {
+    /// Builds the state; the spool is opened from `config` (see [`Config::spool_dir`]).
     pub fn new(config: Config, db: DatabaseConnection) -> Self {
+        let dir = config.spool_dir();
+        let spool = Spool::open(&dir, config.resilience.spool_max_bytes).unwrap_or_else(|err| {
+            // `Application::build` opened it a moment ago; only a test building state by hand
+            // with an unusable directory gets here, and it gets a spool of its own.
+            tracing::error!(error = %err, dir = %dir.display(), "the spool cannot be opened; using a temporary one");
+            let fallback = std::env::temp_dir().join(format!("opsdoctor-spool-{}", crate::kernel::new_id()));
+            Spool::open(&fallback, config.resilience.spool_max_bytes)
+                .unwrap_or_else(|_| panic!("no spool can be opened in {}", fallback.display()))
+        });
+        Self::with_spool(config, db, spool)
+    }
+
+    /// Builds the state around an opened spool.
+    pub fn with_spool(config: Config, db: DatabaseConnection, spool: Spool) -> Self {
         let lifecycle = Lifecycle::default();
         let writes = WriteHealth::default();
         let registry = build_registry(&config, db.clone(), writes.clone());
@@ -54,17 +72,37 @@ impl AppState {
         let readiness = Arc::new(Readiness::new(fresh.clone(), &config, lifecycle.clone()));
         let incidents = IncidentStore::new(db.clone(), writes.clone());
         let runs = RunStore::new(db.clone(), writes.clone());
-        let evaluations = EvaluationStore::spawn(db.clone(), writes);
-        let deploys = DeployStore::new(incidents.clone(), evaluations.clone());
-        let doctor = Arc::new(Doctor::new(
-            registry.clone(),
-            latest.clone(),
-            incidents.clone(),
-            runs.clone(),
-            config.doctor_min_interval,
-            config.doctor_escalate_after,
-        ));
-        let gate = Arc::new(Gate::new(fresh, runs, deploys.clone(), evaluations.clone()));
+        // The spool and the breaker (issue 13): the evaluation writer hands a batch it loses to
+        // the database to the spool, so the breaker is made first and the writer points at it.
+        let resilience = Arc::new_cyclic(|weak: &std::sync::Weak<Resilience>| {
+            let sink = Resilience::evaluation_sink(weak.clone());
+            let evaluations = EvaluationStore::spawn_with(db.clone(), writes, Some(sink));
+            let stores = Stores {
+                deploys: DeployStore::new(incidents.clone(), evaluations.clone()),
+                incidents: incidents.clone(),
+                runs: runs.clone(),
+                evaluations,
+            };
+            Resilience::new(db.clone(), stores, spool, resilience_settings(&config))
+        });
+        Resilience::spawn_loops(&resilience);
+        let evaluations = resilience.stores.evaluations.clone();
+        let deploys = resilience.stores.deploys.clone();
+        let doctor = Arc::new(
+            Doctor::new(
+                registry.clone(),
+                latest.clone(),
+                incidents.clone(),
+                runs.clone(),
+                config.doctor_min_interval,
+                config.doctor_escalate_after,
+            )
+            .with_resilience(resilience.clone()),
+        );
+        let gate = Arc::new(
+            Gate::new(fresh, runs, deploys.clone(), evaluations.clone())
+                .with_resilience(resilience.clone()),
+        );
         Self(Arc::new(Shared {
             incidents,
             config: Arc::new(config),
@@ -77,7 +115,22 @@ impl AppState {
             lifecycle,
             metrics: Metrics::new(),
             latest,
+            resilience,
         }))
+    }
+}
+
+/// The breaker's and the spool's settings from the configuration.
+fn resilience_settings(config: &Config) -> ResilienceSettings {
+    let r = &config.resilience;
+    ResilienceSettings {
+        breaker: BreakerPolicy {
+            failures: r.breaker_failures,
+            min_backoff: r.min_backoff,
+            max_backoff: r.max_backoff,
+        },
+        op_timeout: r.op_timeout,
+        probe_interval: r.probe_interval,
     }
 }
 

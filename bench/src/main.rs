@@ -75,6 +75,8 @@ enum Phase {
     Storm,
     /// A successful `opsdoctor deploy` against the application's own start.
     Deploy,
+    /// Readiness and acknowledged writes through a database outage.
+    Outage,
 }
 
 #[derive(Subcommand)]
@@ -132,6 +134,9 @@ async fn bench(args: Args) {
     }
     if run(Phase::Deploy) {
         phases::deploy::run(&bench, &mut report).await;
+    }
+    if run(Phase::Outage) {
+        phases::outage::run(&bench, &mut report).await;
     }
 
     let name = if only.is_empty() { "latest" } else { "partial" };

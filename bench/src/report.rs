@@ -26,7 +26,7 @@ pub struct Report {
 }
 
 /// The output contract's figures, in the order the report lists them.
-const KEYS: [&str; 20] = [
+const KEYS: [&str; 23] = [
     "live_vs_bare",
     "ready_vs_live",
     "ready_db_queries_per_ttl",
@@ -47,6 +47,9 @@ const KEYS: [&str; 20] = [
     "rss_after_conn_storm_mib",
     "startup_ms",
     "deploy_overhead_ratio",
+    "outage_ready_503_ms",
+    "outage_recover_ms",
+    "outage_acked_writes_lost",
 ];
 
 impl Report {

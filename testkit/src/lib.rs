@@ -10,7 +10,8 @@
 //! [`Fake::set_noise`] makes a healthy fake misbehave now and then ([`noise::Noise`]): rare 5xx,
 //! 429 or dropped connections at a set rate, for measuring false alarms.
 //!
-//! [`pg::ScratchDatabase`] gives a test or a bench phase a PostgreSQL database of its own.
+//! [`pg::ScratchDatabase`] gives a test or a bench phase a PostgreSQL database of its own;
+//! [`proxy::TcpProxy`] stands between the service and it, and is cut to make it disappear.
 //!
 //! The transport helpers ([`refused_url`], [`unresolvable_url`], [`tls_mismatch_url`]) give the
 //! failures that need no server at all; [`hang_up::HangUp`] is a peer that closes mid-request.
@@ -22,6 +23,7 @@ pub mod hostname;
 pub mod noise;
 pub mod openai;
 pub mod pg;
+pub mod proxy;
 pub mod receivers;
 mod reply;
 pub mod stripe;

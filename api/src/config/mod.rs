@@ -6,8 +6,10 @@
 
 mod checks;
 pub mod decisions;
+pub mod log_files;
 mod notify;
 mod parse;
+pub mod resilience;
 pub mod settings;
 #[cfg(test)]
 mod tests;
@@ -96,6 +98,10 @@ pub struct Config {
     pub flagger_confirm_deadline: Duration,
     /// The status page and outgoing notifications (`STATUS_PAGE_*`, `NOTIFY_*`).
     pub notify: NotifyConfig,
+    /// The database circuit breaker and the spool ([`resilience`]).
+    pub resilience: resilience::ResilienceConfig,
+    /// The rotated JSON log files ([`log_files`]).
+    pub log_files: log_files::LogFilesConfig,
     /// Every secret setting's value as set, with its mask (see [`Config::secrets`]).
     secrets: Vec<ConfiguredSecret>,
 }
@@ -182,6 +188,8 @@ impl Config {
         let db_max_connections = env.positive::<u32>(&s::DB_MAX_CONNECTIONS, "a whole number")?;
 
         let checks = ChecksConfig::from_lookup(&env)?;
+        let resilience = resilience::ResilienceConfig::from_lookup(&env)?;
+        let log_files = log_files::LogFilesConfig::from_lookup(&env)?;
 
         Ok(Self {
             secrets: configured_secrets(&env),
@@ -225,6 +233,8 @@ impl Config {
                 env.positive(&s::FLAGGER_CONFIRM_DEADLINE_S, "a whole number of seconds")?,
             ),
             notify: NotifyConfig::from_lookup(&env)?,
+            resilience,
+            log_files,
         })
     }
 

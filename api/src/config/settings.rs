@@ -54,7 +54,7 @@ pub fn check_timeout_var(name: CheckName) -> String {
     format!("CHECK_TIMEOUT_MS_{}", name.as_str().to_ascii_uppercase())
 }
 
-const fn plain(
+pub(super) const fn plain(
     name: &'static str,
     default: Option<&'static str>,
     doc: &'static str,
@@ -423,6 +423,19 @@ pub static SETTINGS: &[&Setting] = &[
     &NOTIFY_RETRY_MAX_MS,
     &NOTIFY_GIVE_UP_AFTER_MS,
     &NOTIFY_TIMEOUT_MS,
+    // The database circuit breaker and the spool of queued writes (config/resilience.rs).
+    &super::resilience::SPOOL_DIR,
+    &super::resilience::SPOOL_MAX_BYTES,
+    &super::resilience::DB_BREAKER_FAILURES,
+    &super::resilience::DB_BREAKER_TIMEOUT_MS,
+    &super::resilience::DB_BREAKER_MIN_BACKOFF_MS,
+    &super::resilience::DB_BREAKER_MAX_BACKOFF_MS,
+    &super::resilience::DB_PROBE_INTERVAL_MS,
+    &super::resilience::DB_OUTAGE_EXIT_AFTER_MS,
+    // Rotated JSON log files (config/log_files.rs).
+    &super::log_files::LOG_DIR,
+    &super::log_files::LOG_MAX_FILE_BYTES,
+    &super::log_files::LOG_KEEP_DAYS,
 ];
 
 impl Setting {

@@ -6,17 +6,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery};
 use crate::gate::routes::EvaluationJson;
-use crate::kernel::{timestamp, PageJson};
+use crate::kernel::{new_id, now, timestamp, PageJson};
 use crate::params::{parse_label, required_text, PageRequest};
 use crate::path::ApiPath;
+use crate::resilience::{self, Applied, Entry, Written};
 use crate::state::AppState;
 use crate::store::deploys::{FinishStatus, NewDeploy};
+use crate::store::incidents::Stamp;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -138,12 +140,31 @@ pub(crate) async fn start(
         started_by: optional("startedBy", body.started_by, 200)?,
         external_ids: body.external_ids.unwrap_or_default(),
     };
-    let created = state.deploys.start(new).await?;
+    let (id, at) = (new_id(), now());
+    let entry = Entry::DeployStart {
+        id: id.clone(),
+        at,
+        deploy: new,
+    };
+    let created = match state.resilience.submit(entry).await? {
+        Written::Stored(Applied::Deploy(created)) => created,
+        Written::Queued { depth } => {
+            let body = json!({ "id": id, "startedAt": timestamp(&at), "status": "running" });
+            return Ok(resilience::routes::queued(body, depth));
+        }
+        Written::Stored(other) => {
+            return Err(ApiError::Internal(format!(
+                "a deploy start was stored as {other:?}"
+            )))
+        }
+    };
     let location = format!("/ops/deploys/{}", created.id);
+    let mut body = serde_json::to_value(DeployJson::from(created)).unwrap_or_default();
+    body["queued"] = json!(false);
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(DeployJson::from(created)),
+        Json(body),
     )
         .into_response())
 }
@@ -170,7 +191,7 @@ pub(crate) async fn finish(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<FinishDeploy>,
-) -> ApiResult<Json<DeployJson>> {
+) -> ApiResult<Response> {
     let reason = optional("reason", body.reason, 10_000)?;
     if body.report_json.as_ref().is_some_and(|r| !r.is_object()) {
         return Err(ApiError::invalid(
@@ -178,15 +199,31 @@ pub(crate) async fn finish(
             "reportJson: must be an object",
         ));
     }
-    let finished = state
-        .deploys
-        .finish(&id, body.status, reason, body.report_json)
-        .await;
-    let finished = finished?;
-    state
-        .metrics
-        .deploy_finished(&finished.environment, &finished.status);
-    Ok(Json(DeployJson::from(finished)))
+    let stamp = Stamp::now();
+    let entry = Entry::DeployFinish {
+        id: id.clone(),
+        status: body.status,
+        reason,
+        report: body.report_json,
+        stamp: stamp.clone(),
+    };
+    match state.resilience.submit(entry).await? {
+        Written::Stored(Applied::Deploy(finished)) => {
+            state
+                .metrics
+                .deploy_finished(&finished.environment, &finished.status);
+            let mut body = serde_json::to_value(DeployJson::from(finished)).unwrap_or_default();
+            body["queued"] = json!(false);
+            Ok(Json(body).into_response())
+        }
+        Written::Queued { depth } => Ok(resilience::routes::queued(
+            json!({ "id": id, "status": body.status.as_str(), "finishedAt": timestamp(&stamp.at) }),
+            depth,
+        )),
+        Written::Stored(other) => Err(ApiError::Internal(format!(
+            "a deploy finish was stored as {other:?}"
+        ))),
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -120,20 +120,20 @@ pub(crate) async fn bundle(State(state): State<AppState>) -> ApiResult<Json<Valu
     let latest = latest_results(&state).await;
     let registry = state.doctor.registry();
 
-    let database = state.readiness.database().await;
+    let database = database_result(&state).await;
     let last_db_failure = state.readiness.last_database_failure();
-    let open = match state
-        .incidents
-        .list(
-            &IncidentFilter {
-                state: Some(OpenState::Open),
-                ..Default::default()
-            },
-            50,
-            None,
-        )
-        .await
-    {
+    let usable = state.resilience.database_usable();
+    let filter = IncidentFilter {
+        state: Some(OpenState::Open),
+        ..Default::default()
+    };
+    let open = match usable {
+        true => state.incidents.list(&filter, 50, None).await,
+        false => Err(crate::store::StoreError::Db(sea_orm::DbErr::Custom(
+            "the database circuit breaker is open".to_owned(),
+        ))),
+    };
+    let open = match open {
         Ok(page) => Some(
             page.items
                 .into_iter()
@@ -152,7 +152,13 @@ pub(crate) async fn bundle(State(state): State<AppState>) -> ApiResult<Json<Valu
         EventType::RecoveryFailed,
         EventType::Resolved,
     ];
-    let recovery = match state.incidents.recent_events(&recovery_types, 20).await {
+    let recent = match usable {
+        true => state.incidents.recent_events(&recovery_types, 20).await,
+        false => Err(crate::store::StoreError::Db(sea_orm::DbErr::Custom(
+            "the database circuit breaker is open".to_owned(),
+        ))),
+    };
+    let recovery = match recent {
         Ok(events) => Some(events.into_iter().map(EventJson::from).collect::<Vec<_>>()),
         Err(err) => {
             tracing::warn!(error = %err, "listing recovery events failed");
@@ -228,6 +234,7 @@ pub(crate) async fn bundle(State(state): State<AppState>) -> ApiResult<Json<Valu
         "recentRecoveryEvents": recovery,
         "recommendedActions": actions,
         "readiness": { "checksRun": state.readiness.checks_run() },
+        "resilience": state.resilience.view(),
         "errors": errors,
     })))
 }
@@ -265,7 +272,7 @@ fn component_type(name: &str) -> &'static str {
     )
 )]
 pub(crate) async fn status(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let database = state.readiness.database().await;
+    let database = database_result(&state).await;
     let (mut results, measured_at) = match latest_results(&state).await {
         Some((_, _, _, finished, _, results)) => (results, Some(finished)),
         None => (Vec::new(), None),
@@ -369,4 +376,12 @@ pub struct HealthCheck {
     /// What was found, when the check did not pass.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
+}
+
+/// The database's result: the breaker's while it is open (whatever is cached), else readiness's.
+async fn database_result(state: &AppState) -> std::sync::Arc<crate::suite::Observed> {
+    match state.resilience.open_database_result() {
+        Some(open) => std::sync::Arc::new(crate::suite::Observed::now(open)),
+        None => state.readiness.database().await,
+    }
 }

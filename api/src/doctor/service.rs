@@ -12,6 +12,7 @@ use tokio::sync::Mutex;
 
 use super::incidents::{apply, IncidentAction};
 use crate::decisions::Decision;
+use crate::resilience::{outage, Entry, Resilience, Written};
 use crate::store::{IncidentStore, RunStore};
 use crate::suite::LatestResults;
 
@@ -76,6 +77,9 @@ pub struct Doctor {
     /// Held for the whole of a run; the last finished run, for callers who arrived during it.
     running: Arc<Mutex<Option<Arc<RunRecord>>>>,
     last_started: std::sync::Mutex<Option<Instant>>,
+    /// Runs are stored through the spool; while the database is down, failing checks are
+    /// attached to the outage incident instead of opening incidents of their own.
+    resilience: Option<Arc<Resilience>>,
 }
 
 impl Doctor {
@@ -96,7 +100,14 @@ impl Doctor {
             escalate_after,
             running: Arc::new(Mutex::new(None)),
             last_started: std::sync::Mutex::new(None),
+            resilience: None,
         }
+    }
+
+    /// Stores runs and incident updates through the breaker and the spool.
+    pub fn with_resilience(mut self, resilience: Arc<Resilience>) -> Self {
+        self.resilience = Some(resilience);
+        self
     }
 
     pub fn registry(&self) -> &Registry {
@@ -154,23 +165,23 @@ impl Doctor {
         let run = self.registry.run(None).await;
         let decisions = self.latest.record(&run.results);
         let mut warnings = Vec::new();
-        let id = match self.runs.insert(trigger.as_str(), &run).await {
-            Ok(id) => Some(id),
-            Err(err) => {
-                tracing::error!(error = %err, "storing the doctor run failed");
-                warnings
-                    .push("the run could not be stored: the database is unavailable".to_owned());
-                None
+        let id = self.store_run(trigger, &run, &mut warnings).await;
+        let (incidents, failed) = match &self.resilience {
+            Some(r) if !r.database_usable() => {
+                attach_to_outage(r, &run, &mut warnings);
+                (Vec::new(), 0)
+            }
+            _ => {
+                apply(
+                    &self.store,
+                    &self.registry,
+                    &run.results,
+                    &decisions,
+                    self.escalate_after,
+                )
+                .await
             }
         };
-        let (incidents, failed) = apply(
-            &self.store,
-            &self.registry,
-            &run.results,
-            &decisions,
-            self.escalate_after,
-        )
-        .await;
         if failed > 0 {
             warnings.push(format!(
                 "{failed} incident update(s) could not be stored: the database is unavailable"
@@ -188,8 +199,53 @@ impl Doctor {
         }
     }
 
+    /// Stores the run, through the spool when there is one; its id, or `None` when it could not
+    /// be kept (the warning says why).
+    async fn store_run(
+        &self,
+        trigger: Trigger,
+        run: &SuiteRun,
+        warnings: &mut Vec<String>,
+    ) -> Option<String> {
+        let Some(resilience) = &self.resilience else {
+            return match self.runs.insert(trigger.as_str(), run).await {
+                Ok(id) => Some(id),
+                Err(err) => {
+                    tracing::error!(error = %err, "storing the doctor run failed");
+                    warnings.push(
+                        "the run could not be stored: the database is unavailable".to_owned(),
+                    );
+                    None
+                }
+            };
+        };
+        let row = RunStore::row(trigger.as_str(), run, self.store.backend());
+        let id = row.id.clone();
+        match resilience.submit(Entry::Run { row: row.into() }).await {
+            Ok(Written::Stored(_)) => Some(id),
+            Ok(Written::Queued { .. }) => {
+                warnings.push("the database is unavailable: the run is queued in the spool and stored when it returns".to_owned());
+                Some(id)
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "storing the doctor run failed");
+                warnings.push(format!("the run could not be stored: {err}"));
+                None
+            }
+        }
+    }
+
     /// The latest stored run (from any process sharing the database).
     pub async fn latest_run(&self) -> Result<Option<run_row::Model>, DbErr> {
+        if self
+            .resilience
+            .as_ref()
+            .is_some_and(|r| !r.database_usable())
+        {
+            return Err(DbErr::Custom(
+                "the database circuit breaker is open".to_owned(),
+            ));
+        }
         self.runs.latest().await
     }
 
@@ -218,5 +274,25 @@ impl Doctor {
                 }
             }
         });
+    }
+}
+
+/// While the database is down, each failing check other than the database is attached to the
+/// outage incident (one root cause, one incident) instead of opening an incident of its own.
+fn attach_to_outage(resilience: &Resilience, run: &SuiteRun, warnings: &mut Vec<String>) {
+    let failing = run
+        .results
+        .iter()
+        .filter(|r| r.status == checks::Status::Fail && r.name != checks::database::NAME);
+    for result in failing {
+        let reason = result.reason.map_or("unknown", |r| r.as_str());
+        let entry = outage::attach(
+            &format!("{} check failing ({reason})", result.name),
+            serde_json::json!({ "check": result.name, "reason": reason, "message": result.message }),
+        );
+        if let Err(err) = resilience.queue(&entry) {
+            tracing::error!(error = %err, "a failing check could not be attached to the outage incident");
+            warnings.push(format!("{} failing: {err}", result.name));
+        }
     }
 }

@@ -7,13 +7,13 @@ use std::time::Duration;
 use checks::{CheckResult, Registry, Status};
 use chrono::Utc;
 use entity::ops_gate_evaluation as evaluation;
-use sea_orm::ActiveValue::Set;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::decisions::Decided;
 use crate::freshness::Freshness;
 use crate::kernel::{new_id, now, timestamp};
+use crate::resilience::Resilience;
 use crate::store::{DeployStore, EvaluationStore, RunStore};
 
 /// The answer to "may this release go live?".
@@ -135,6 +135,8 @@ pub struct Gate {
     evaluations: EvaluationStore,
     /// Flagger canaries held back by a confirm hook, and since when.
     pub(crate) holds: super::flagger::ConfirmHolds,
+    /// An open breaker overrides any cached pass of the database, and verdicts go to the spool.
+    resilience: Option<Arc<Resilience>>,
 }
 
 impl Gate {
@@ -150,11 +152,48 @@ impl Gate {
             deploys,
             evaluations,
             holds: Default::default(),
+            resilience: None,
         }
+    }
+
+    /// Answers from the breaker while it is open, and records verdicts through the spool.
+    pub fn with_resilience(mut self, resilience: Arc<Resilience>) -> Self {
+        self.resilience = Some(resilience);
+        self
     }
 
     pub fn registry(&self) -> &Registry {
         self.fresh.registry()
+    }
+
+    /// A read the verdict can do without, bounded by the breaker's operation timeout so that a
+    /// database going away does not hold the verdict for a pool timeout; a read that times out
+    /// counts towards opening the breaker.
+    async fn bounded<T>(
+        &self,
+        read: impl std::future::Future<Output = Result<T, sea_orm::DbErr>>,
+    ) -> Result<T, sea_orm::DbErr> {
+        let Some(r) = &self.resilience else {
+            return read.await;
+        };
+        let began = chrono::Utc::now();
+        let limit = r.op_timeout().min(std::time::Duration::from_secs(1));
+        match tokio::time::timeout(limit, read).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => {
+                if let Some(cause) = crate::resilience::outage::db_err_cause(&err) {
+                    r.failed_since(&cause, began);
+                }
+                Err(err)
+            }
+            Err(_) => {
+                r.failed_since(
+                    "a database read took longer than the breaker's timeout",
+                    began,
+                );
+                Err(sea_orm::DbErr::Custom("timed out".to_owned()))
+            }
+        }
     }
 
     /// Evaluates a verdict and queues it for the recorder (see [`Recorder`]). Only checks
@@ -170,7 +209,17 @@ impl Gate {
         let mut found: Vec<(CheckResult, u64, ResultSource)> = Vec::new();
         let mut decided: std::collections::HashMap<String, Decided> = Default::default();
         let mut missing: BTreeSet<String> = BTreeSet::new();
+        let open = self
+            .resilience
+            .as_ref()
+            .and_then(|r| r.open_database_result());
+        if let Some(db) = &open {
+            found.push((db.clone(), 0, ResultSource::Fresh));
+        }
         for name in self.registry().names() {
+            if open.is_some() && name == checks::database::NAME {
+                continue;
+            }
             match self.fresh.latest().get(name) {
                 Some(o) if o.age() <= req.max_age => {
                     let age_ms = u64::try_from(o.age().as_millis()).unwrap_or(u64::MAX);
@@ -182,8 +231,8 @@ impl Gate {
                 }
             }
         }
-        if !missing.is_empty() {
-            if let Ok(Some(row)) = self.runs.latest().await {
+        if !missing.is_empty() && open.is_none() {
+            if let Ok(Some(row)) = self.bounded(self.runs.latest()).await {
                 let age_ms = u64::try_from(
                     (Utc::now().naive_utc() - row.finished_at.at())
                         .num_milliseconds()
@@ -280,7 +329,14 @@ impl Gate {
         let (verdict, summary) = decide(&checks, &required);
 
         let at = now();
-        let deploy_id = match self.deploys.running(&req.environment, &req.release).await {
+        let running = match open {
+            Some(_) => Ok(None),
+            None => {
+                self.bounded(self.deploys.running(&req.environment, &req.release))
+                    .await
+            }
+        };
+        let deploy_id = match running {
             Ok(id) => id,
             Err(err) => {
                 // A verdict is still a verdict; only its link to a deploy is missing.
@@ -304,19 +360,22 @@ impl Gate {
         if let Some(context) = req.context {
             stored["context"] = context;
         }
-        let row = evaluation::ActiveModel {
-            id: Set(verdict.gate_id.clone()),
-            created_at: Set(self.evaluations.stamp(at)),
-            environment: Set(verdict.environment.clone()),
-            release: Set(verdict.release.clone()),
-            verdict: Set(verdict.verdict.as_str().to_owned()),
-            summary: Set(verdict.summary.clone()),
-            source: Set(req.source.as_str().to_owned()),
-            checks_json: Set(stored),
-            deploy_id: Set(verdict.deploy_id.clone()),
+        let row = evaluation::Model {
+            id: verdict.gate_id.clone(),
+            created_at: self.evaluations.stamp(at),
+            environment: verdict.environment.clone(),
+            release: verdict.release.clone(),
+            verdict: verdict.verdict.as_str().to_owned(),
+            summary: verdict.summary.clone(),
+            source: req.source.as_str().to_owned(),
+            checks_json: stored,
+            deploy_id: verdict.deploy_id.clone(),
         };
         if req.record {
-            self.evaluations.record(row).await;
+            match &self.resilience {
+                Some(r) => r.record_evaluation(row).await,
+                None => self.evaluations.record(row.into()).await,
+            }
         }
         tracing::info!(verdict = verdict.verdict.as_str(), gate_id = %verdict.gate_id, "gate evaluated");
         verdict

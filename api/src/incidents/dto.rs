@@ -140,6 +140,9 @@ pub struct CreatedIncident {
     pub event: EventJson,
     /// True when an open incident with the same fingerprint was extended.
     pub deduplicated: bool,
+    /// False: committed to the database (a write the database cannot take is answered 202
+    /// with `queued: true` instead).
+    pub queued: bool,
 }
 
 /// `POST /ops/incidents/{id}/resolve`.
@@ -147,6 +150,8 @@ pub struct CreatedIncident {
 pub struct ResolvedIncident {
     pub incident: IncidentJson,
     pub event: EventJson,
+    /// False: committed to the database.
+    pub queued: bool,
 }
 
 /// `GET /ops/incidents/{id}`: the incident with one page of its timeline, oldest event first.

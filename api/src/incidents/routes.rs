@@ -17,14 +17,16 @@ use super::dto::{
 };
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, ApiQuery, MaybeJson};
-use crate::kernel::PageJson;
+use crate::kernel::{timestamp, PageJson};
 use crate::openapi::{CategoryName, EventTypeName, SeverityName};
 use crate::params::{parse_enum, parse_time, required_text, PageRequest};
 use crate::path::ApiPath;
+use crate::resilience::{self, Applied, Entry, Target, Written};
 use crate::state::AppState;
 use crate::store::incidents::{
-    IncidentFilter, NewEvent, NewIncident, OpenState, StoreError, TimelineFilter,
+    IncidentFilter, NewEvent, NewIncident, OpenState, Stamp, StoreError, TimelineFilter,
 };
+use serde_json::json;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -83,17 +85,32 @@ pub(crate) async fn create(
         }
     }
     details.remove("fingerprint");
-    let opened = state
-        .incidents
-        .open(NewIncident {
+    let stamp = Stamp::now();
+    let entry = Entry::OpenIncident {
+        stamp: stamp.clone(),
+        incident: NewIncident {
             severity: body.severity,
             category: body.category,
             summary,
             details,
-            fingerprint,
+            fingerprint: fingerprint.clone(),
             event_metadata: Map::new(),
-        })
-        .await?;
+        },
+    };
+    let opened = match state.resilience.submit(entry).await? {
+        Written::Stored(Applied::Opened(opened)) => opened,
+        Written::Queued { depth } => {
+            // With a fingerprint, replay may extend an incident already open instead.
+            let body = json!({
+                "incidentId": stamp.incident_id,
+                "eventId": stamp.event_id,
+                "fingerprint": fingerprint,
+                "reportedAt": timestamp(&stamp.at),
+            });
+            return Ok(resilience::routes::queued(body, depth));
+        }
+        Written::Stored(other) => return Err(unexpected(other)),
+    };
     let status = if opened.deduplicated {
         StatusCode::OK
     } else {
@@ -104,6 +121,7 @@ pub(crate) async fn create(
         incident: IncidentJson::from(opened.incident),
         event: EventJson::from(opened.event),
         deduplicated: opened.deduplicated,
+        queued: false,
     };
     Ok((status, [(header::LOCATION, location)], Json(body)).into_response())
 }
@@ -139,18 +157,28 @@ pub(crate) async fn add_event(
         ));
     }
     let message = required_text("message", body.message, MAX_MESSAGE_CHARS)?;
-    let event = state
-        .incidents
-        .append_event(
-            &id,
-            NewEvent {
-                event_type: body.event_type,
-                message,
-                metadata: body.metadata_json.unwrap_or_default(),
-            },
-        )
-        .await?;
-    Ok((StatusCode::CREATED, Json(EventJson::from(event))).into_response())
+    let stamp = Stamp::now();
+    let entry = Entry::AppendEvent {
+        target: Target::Id(id.clone()),
+        stamp: stamp.clone(),
+        event: NewEvent {
+            event_type: body.event_type,
+            message,
+            metadata: body.metadata_json.unwrap_or_default(),
+        },
+    };
+    match state.resilience.submit(entry).await? {
+        Written::Stored(Applied::Event(event)) => {
+            let mut body = serde_json::to_value(EventJson::from(event)).unwrap_or_default();
+            body["queued"] = json!(false);
+            Ok((StatusCode::CREATED, Json(body)).into_response())
+        }
+        Written::Queued { depth } => Ok(resilience::routes::queued(
+            json!({ "incidentId": id, "eventId": stamp.event_id, "createdAt": timestamp(&stamp.at) }),
+            depth,
+        )),
+        Written::Stored(other) => Err(unexpected(other)),
+    }
 }
 
 /// Resolves an incident; the body is optional.
@@ -175,21 +203,38 @@ pub(crate) async fn resolve(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     MaybeJson(body): MaybeJson<ResolveIncident>,
-) -> ApiResult<Json<ResolvedIncident>> {
+) -> ApiResult<Response> {
     let id = incident_id(id)?;
     let body = body.unwrap_or_default();
     let notes = match body.resolution_notes {
         Some(n) => Some(required_text("resolutionNotes", n, MAX_MESSAGE_CHARS)?),
         None => None,
     };
-    let (incident, event) = state
-        .incidents
-        .resolve(&id, notes, body.metadata_json.unwrap_or_default())
-        .await?;
-    Ok(Json(ResolvedIncident {
-        incident: IncidentJson::from(incident),
-        event: EventJson::from(event),
-    }))
+    let stamp = Stamp::now();
+    let entry = Entry::Resolve {
+        target: Target::Id(id.clone()),
+        stamp: stamp.clone(),
+        notes,
+        metadata: body.metadata_json.unwrap_or_default(),
+    };
+    match state.resilience.submit(entry).await? {
+        Written::Stored(Applied::Resolved(incident, event)) => Ok(Json(ResolvedIncident {
+            incident: IncidentJson::from(incident),
+            event: EventJson::from(event),
+            queued: false,
+        })
+        .into_response()),
+        Written::Queued { depth } => Ok(resilience::routes::queued(
+            json!({ "incidentId": id, "eventId": stamp.event_id, "resolvedAt": timestamp(&stamp.at) }),
+            depth,
+        )),
+        Written::Stored(other) => Err(unexpected(other)),
+    }
+}
+
+/// A write stored as something other than what it asked for: a bug, not the client's doing.
+fn unexpected(applied: Applied) -> ApiError {
+    ApiError::Internal(format!("a write was stored as {applied:?}"))
 }
 
 #[derive(Debug, Deserialize)]

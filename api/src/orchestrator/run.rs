@@ -50,7 +50,7 @@ pub async fn deploy(
             return EXIT_UNUSABLE;
         }
     };
-    let _log = telemetry::init(config.log_format, &config.secrets());
+    let _log = telemetry::init(config.log_format, &config.secrets(), None);
     let Some(conn) = db::connect_for_command(&config).await else {
         return EXIT_UNUSABLE;
     };

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::evaluations::EvaluationStore;
-use super::incidents::{IncidentStore, NewIncident, StoreError, MAX_SUMMARY_CHARS};
+use super::incidents::{IncidentStore, NewIncident, Stamp, StoreError, MAX_SUMMARY_CHARS};
 use crate::kernel::{new_id, newest_first, now, timestamp, Cursor, Page};
 
 mod progress;
@@ -37,7 +37,7 @@ impl DeployStatus {
 }
 
 /// How a deploy ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FinishStatus {
     Succeeded,
@@ -58,7 +58,8 @@ impl FinishStatus {
 }
 
 /// A deploy as started.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NewDeploy {
     pub environment: String,
     pub version: String,
@@ -105,9 +106,26 @@ impl DeployStore {
     }
 
     pub async fn start(&self, new: NewDeploy) -> Result<deploy::Model, DbErr> {
+        self.start_stamped(new, new_id(), now(), false).await
+    }
+
+    /// [`Self::start`] with the deploy's id and time given; with `replay`, a deploy already
+    /// stored is returned as it is.
+    pub async fn start_stamped(
+        &self,
+        new: NewDeploy,
+        id: String,
+        at: chrono::NaiveDateTime,
+        replay: bool,
+    ) -> Result<deploy::Model, DbErr> {
+        if replay {
+            if let Some(found) = self.get(&id).await? {
+                return Ok(found);
+            }
+        }
         let model = deploy::ActiveModel {
-            id: Set(new_id()),
-            created_at: Set(Timestamp::new(now(), self.db.get_database_backend())),
+            id: Set(id),
+            created_at: Set(Timestamp::new(at, self.db.get_database_backend())),
             environment: Set(new.environment),
             version: Set(new.version),
             git_sha: Set(new.git_sha),
@@ -140,6 +158,30 @@ impl DeployStore {
         reason: Option<String>,
         report: Option<Value>,
     ) -> Result<deploy::Model, StoreError> {
+        self.finish_stamped(id, status, reason, report, Stamp::now())
+            .await
+    }
+
+    /// [`Self::finish`] at the stamp's time, its incident with the stamp's ids; with
+    /// `stamp.replay`, a deploy that this very finish closed already is returned as it is.
+    pub async fn finish_stamped(
+        &self,
+        id: &str,
+        status: FinishStatus,
+        reason: Option<String>,
+        report: Option<Value>,
+        stamp: Stamp,
+    ) -> Result<deploy::Model, StoreError> {
+        if stamp.replay {
+            if let Some(found) = self.get(id).await? {
+                let same = found.status == status.as_str()
+                    && found.finished_at.map(|t| t.at()) == Some(stamp.at);
+                if same {
+                    return Ok(found);
+                }
+            }
+        }
+        let at = stamp.at;
         let opens_incident = matches!(status, FinishStatus::Failed | FinishStatus::RolledBack);
         let gates: Vec<Value> = if opens_incident {
             self.evaluations
@@ -158,7 +200,7 @@ impl DeployStore {
                 .col_expr(deploy::Column::Status, status.as_str().into())
                 .col_expr(
                     deploy::Column::FinishedAt,
-                    Timestamp::new(now(), txn.get_database_backend()).into(),
+                    Timestamp::new(at, txn.get_database_backend()).into(),
                 )
                 .col_expr(deploy::Column::Reason, reason.clone().into())
                 .col_expr(deploy::Column::ReportJson, report.into())
@@ -182,9 +224,10 @@ impl DeployStore {
             }
             let opened = self
                 .incidents
-                .open_in(
+                .open_in_stamped(
                     &txn,
                     deploy_incident(&found, status, reason.as_deref(), gates),
+                    stamp,
                 )
                 .await?;
             deploy::Entity::update_many()

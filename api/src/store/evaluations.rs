@@ -7,7 +7,9 @@
 //!
 //! One row the database refuses costs only itself: a refused batch is split in halves and each
 //! retried, down to the refused row, which is logged and dropped. A batch lost to the connection
-//! is not split, since every retry would wait for the same connection again.
+//! is not split, since every retry would wait for the same connection again: it goes to the
+//! sink given at [`EvaluationStore::spawn_with`] (the spool), so an answered verdict is not lost
+//! with its batch when the database goes away.
 
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ use sea_orm::sqlx::postgres::PgDatabaseError;
 use sea_orm::sqlx::sqlite::SqliteError;
 use sea_orm::{
     sqlx, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, RuntimeErr,
+    TryIntoModel,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -35,6 +38,9 @@ enum Message {
     Flush(oneshot::Sender<()>),
 }
 
+/// Where the writer hands rows it could not write because the database failed as a whole.
+pub type LostSink = std::sync::Arc<dyn Fn(Vec<evaluation::Model>, &DbErr) + Send + Sync>;
+
 /// Cheap to clone: a pool handle and the writer's queue.
 #[derive(Clone)]
 pub struct EvaluationStore {
@@ -45,9 +51,33 @@ pub struct EvaluationStore {
 impl EvaluationStore {
     /// Starts the writer task; what its inserts meet goes to `writes`.
     pub fn spawn(db: DatabaseConnection, writes: WriteHealth) -> Self {
+        Self::spawn_with(db, writes, None)
+    }
+
+    /// [`Self::spawn`], handing a batch lost to the database to `lost` instead of dropping it.
+    pub fn spawn_with(db: DatabaseConnection, writes: WriteHealth, lost: Option<LostSink>) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(write_loop(db.clone(), writes, rx));
+        tokio::spawn(write_loop(db.clone(), writes, rx, lost));
         Self { db, tx }
+    }
+
+    /// Inserts rows made earlier (spooled verdicts, replayed); a row whose id is stored already
+    /// is left as it is, so replaying twice stores each verdict once.
+    pub async fn insert_replayed(&self, rows: Vec<evaluation::Model>) -> Result<(), DbErr> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let models = rows.into_iter().map(evaluation::ActiveModel::from);
+        evaluation::Entity::insert_many(models)
+            .on_conflict(
+                sea_orm::sea_query::OnConflict::column(evaluation::Column::Id)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .do_nothing()
+            .exec_without_returning(&self.db)
+            .await
+            .map(|_| ())
     }
 
     /// Queues a row.
@@ -109,7 +139,12 @@ impl EvaluationStore {
     }
 }
 
-async fn write_loop(db: DatabaseConnection, writes: WriteHealth, mut rx: mpsc::Receiver<Message>) {
+async fn write_loop(
+    db: DatabaseConnection,
+    writes: WriteHealth,
+    mut rx: mpsc::Receiver<Message>,
+    lost: Option<LostSink>,
+) {
     let mut batch = Vec::with_capacity(BATCH);
     while rx.recv_many(&mut batch, BATCH).await > 0 {
         // Gather for a moment: one commit of many rows writes each touched page once, where a
@@ -131,7 +166,7 @@ async fn write_loop(db: DatabaseConnection, writes: WriteHealth, mut rx: mpsc::R
             }
         }
         if !rows.is_empty() {
-            store(&db, &writes, rows).await;
+            store(&db, &writes, rows, lost.as_ref()).await;
         }
         // Rows queued before a flush were in this batch or an earlier one: all written now.
         for done in flushes {
@@ -155,6 +190,7 @@ async fn store(
     db: &DatabaseConnection,
     writes: &WriteHealth,
     rows: Vec<evaluation::ActiveModel>,
+    lost: Option<&LostSink>,
 ) -> Outcome {
     let mut outcome = Outcome::default();
     // Parts still to insert, the next on top: halves are pushed second half first, so rows are
@@ -172,9 +208,18 @@ async fn store(
         };
         if !refused_for_its_rows(&err) {
             writes.failed(&err);
-            let lost = count + pending.iter().map(Vec::len).sum::<usize>();
-            tracing::error!(error = %err, count = lost, "storing gate evaluations failed; they are lost");
-            outcome.lost += lost;
+            let count = count + pending.iter().map(Vec::len).sum::<usize>();
+            outcome.lost += count;
+            let Some(sink) = lost else {
+                tracing::error!(error = %err, count, "storing gate evaluations failed; they are lost");
+                break;
+            };
+            let rows: Vec<evaluation::Model> = std::iter::once(part)
+                .chain(pending.drain(..).rev())
+                .flatten()
+                .filter_map(|row| row.try_into_model().ok())
+                .collect();
+            sink(rows, &err);
             break;
         }
         if count > 1 {
@@ -261,7 +306,7 @@ mod tests {
         let mut rows: Vec<_> = (0..40).map(|i| row(&format!("r{i:02}"), None)).collect();
         rows.insert(7, row("no-deploy", Some("missing")));
         rows.insert(30, row("r03", None));
-        let outcome = store(&db, &WriteHealth::default(), rows).await;
+        let outcome = store(&db, &WriteHealth::default(), rows, None).await;
         assert_eq!(
             outcome,
             Outcome {
@@ -280,7 +325,10 @@ mod tests {
         let db = database().await;
         db.close_by_ref().await.unwrap();
         let rows: Vec<_> = (0..64).map(|i| row(&format!("r{i:02}"), None)).collect();
-        let outcome = store(&db, &WriteHealth::default(), rows).await;
+        let handed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let into = handed.clone();
+        let sink: LostSink = std::sync::Arc::new(move |rows, _| into.lock().unwrap().extend(rows));
+        let outcome = store(&db, &WriteHealth::default(), rows, Some(&sink)).await;
         assert_eq!(
             outcome,
             Outcome {
@@ -289,5 +337,9 @@ mod tests {
                 lost: 64
             }
         );
+        let handed = handed.lock().unwrap();
+        assert_eq!(handed.len(), 64, "a lost batch goes to the sink whole");
+        assert_eq!(handed[0].id, "r00");
+        assert_eq!(handed[63].id, "r63");
     }
 }

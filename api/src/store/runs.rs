@@ -3,11 +3,9 @@
 
 use checks::write_health::WriteHealth;
 use checks::SuiteRun;
-use chrono::{DateTime, Utc};
 use entity::{ops_doctor_run as run_row, Timestamp};
-use sea_orm::{
-    ActiveValue::Set, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryOrder,
-};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryOrder};
 
 use crate::kernel::new_id;
 
@@ -26,21 +24,39 @@ impl RunStore {
     /// Stores a finished run; `trigger` says who asked for it. Returns the run's id.
     #[tracing::instrument(skip_all, fields(trigger))]
     pub async fn insert(&self, trigger: &str, run: &SuiteRun) -> Result<String, DbErr> {
-        let id = new_id();
-        let model = run_row::ActiveModel {
-            id: Set(id.clone()),
-            created_at: Set(self.stamp(run.started_at)),
-            finished_at: Set(self.stamp(run.finished_at)),
-            trigger: Set(trigger.to_owned()),
-            status: Set(run.status.as_str().to_owned()),
-            duration_ms: Set(i32::try_from(run.duration_ms).unwrap_or(i32::MAX)),
-            results_json: Set(serde_json::to_value(&run.results).unwrap_or_default()),
-        };
+        let row = Self::row(trigger, run, self.db.get_database_backend());
+        let id = row.id.clone();
+        self.insert_row(row).await.map(|()| id)
+    }
+
+    /// The row a finished run is stored as, with a new id.
+    pub fn row(trigger: &str, run: &SuiteRun, backend: sea_orm::DbBackend) -> run_row::Model {
+        run_row::Model {
+            id: new_id(),
+            created_at: Timestamp::new(run.started_at.naive_utc(), backend),
+            finished_at: Timestamp::new(run.finished_at.naive_utc(), backend),
+            trigger: trigger.to_owned(),
+            status: run.status.as_str().to_owned(),
+            duration_ms: i32::try_from(run.duration_ms).unwrap_or(i32::MAX),
+            results_json: serde_json::to_value(&run.results).unwrap_or_default(),
+        }
+    }
+
+    /// Stores a run row as made; a row whose id is stored already is left as it is, so a
+    /// spooled run replayed twice is one row.
+    pub async fn insert_row(&self, row: run_row::Model) -> Result<(), DbErr> {
+        let model: run_row::ActiveModel = row.into();
         let outcome = run_row::Entity::insert(model)
+            .on_conflict(
+                OnConflict::column(run_row::Column::Id)
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .do_nothing()
             .exec_without_returning(&self.db)
             .await;
         self.writes.observe(&outcome);
-        outcome.map(|_| id)
+        outcome.map(|_| ())
     }
 
     /// The latest stored run.
@@ -54,8 +70,8 @@ impl RunStore {
 }
 
 impl RunStore {
-    /// `t` as this store's backend stores a time (millisecond precision).
-    fn stamp(&self, t: DateTime<Utc>) -> Timestamp {
-        Timestamp::new(t.naive_utc(), self.db.get_database_backend())
+    /// The backend this store writes to (times are written in its form).
+    pub fn backend(&self) -> sea_orm::DbBackend {
+        self.db.get_database_backend()
     }
 }

@@ -6,6 +6,7 @@ pub mod doctor;
 pub mod false_alarms;
 pub mod footprint;
 pub mod ingest;
+pub mod outage;
 pub mod scale;
 pub mod throughput;
 

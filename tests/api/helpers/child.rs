@@ -159,6 +159,18 @@ impl TestApp {
         self.child.id()
     }
 
+    /// Waits for the process to exit by itself.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<ExitStatus> {
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     /// Sends SIGTERM and waits for the process to exit.
     pub fn terminate(&mut self, within: Duration) -> Option<ExitStatus> {
         let _ = Command::new("kill")

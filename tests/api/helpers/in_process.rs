@@ -42,11 +42,14 @@ impl InProcessApp {
                 other => panic!("the in-process harness does not take the argument {other}"),
             }
         }
+        // Each test's spool in its own directory, as a child process gets in its working one.
+        let spool = db.dir.path().join("spool").display().to_string();
         let mut pairs: Vec<(String, String)> = [
             ("DATABASE_URL", db.url.as_str()),
             ("PORT", "0"),
             ("ADMIN_TOKEN", ADMIN_TOKEN),
             ("DOCTOR_INTERVAL_MS", "0"),
+            ("SPOOL_DIR", spool.as_str()),
         ]
         .iter()
         .chain(env)

@@ -24,7 +24,7 @@ mod types;
 
 pub use read::{IncidentFilter, IncidentStats, OpenState, TimelineFilter};
 pub use types::{
-    NewEvent, NewIncident, Opened, StoreError, MAX_FINGERPRINT_CHARS, MAX_MESSAGE_CHARS,
+    NewEvent, NewIncident, Opened, Stamp, StoreError, MAX_FINGERPRINT_CHARS, MAX_MESSAGE_CHARS,
     MAX_SUMMARY_CHARS,
 };
 
@@ -76,7 +76,7 @@ impl IncidentStore {
         outcome
     }
 
-    fn backend(&self) -> DbBackend {
+    pub fn backend(&self) -> DbBackend {
         self.db.get_database_backend()
     }
 
@@ -93,10 +93,16 @@ impl IncidentStore {
     /// end with exactly one open incident per fingerprint.
     #[tracing::instrument(skip_all, fields(category = ?new.category, severity = ?new.severity))]
     pub async fn open(&self, new: NewIncident) -> Result<Opened, StoreError> {
+        self.open_stamped(new, Stamp::now()).await
+    }
+
+    /// [`Self::open`] with the ids and time given (a spooled report replayed): with
+    /// `stamp.replay`, a report whose event is already stored is not applied again.
+    pub async fn open_stamped(&self, new: NewIncident, stamp: Stamp) -> Result<Opened, StoreError> {
         let outcome = async {
             let _guard = self.write_guard().await;
             let txn = self.db.begin().await?;
-            let opened = self.open_in(&txn, new).await?;
+            let opened = self.open_in_stamped(&txn, new, stamp).await?;
             txn.commit().await?;
             Ok(opened)
         }
@@ -106,10 +112,11 @@ impl IncidentStore {
 
     /// [`Self::open`] inside the caller's transaction (which holds [`Self::write_guard`]), for a
     /// write that must commit together with the incident.
-    pub(crate) async fn open_in<C: ConnectionTrait>(
+    pub(crate) async fn open_in_stamped<C: ConnectionTrait>(
         &self,
         conn: &C,
         new: NewIncident,
+        stamp: Stamp,
     ) -> Result<Opened, StoreError> {
         match self.backend() {
             DbBackend::Postgres => {
@@ -142,8 +149,22 @@ impl IncidentStore {
             }
             None => None,
         };
+        if stamp.replay {
+            if let Some(done) = stored_event(conn, &stamp.event_id).await? {
+                let incident = incident::Entity::find_by_id(&done.incident_id)
+                    .one(conn)
+                    .await?
+                    .ok_or_else(|| StoreError::NotFound(done.incident_id.clone()))?;
+                let deduplicated = incident.id != stamp.incident_id;
+                return Ok(Opened {
+                    incident,
+                    event: done,
+                    deduplicated,
+                });
+            }
+        }
 
-        let at = now();
+        let at = stamp.at;
         let mut details = new.details;
         if let Some(fp) = &new.fingerprint {
             details.insert("fingerprint".to_owned(), Value::String(fp.clone()));
@@ -153,7 +174,7 @@ impl IncidentStore {
             Some(found) => (found, true),
             None => {
                 let model = incident::ActiveModel {
-                    id: Set(new_id()),
+                    id: Set(stamp.incident_id.clone()),
                     created_at: Set(Timestamp::new(at, conn.get_database_backend())),
                     severity: Set(new.severity),
                     category: Set(new.category),
@@ -181,6 +202,7 @@ impl IncidentStore {
         }
         let event = insert_event(
             conn,
+            stamp.event_id,
             &incident.id,
             at,
             EventType::Detected,
@@ -201,12 +223,36 @@ impl IncidentStore {
     /// incident's lock, so an event never lands after a concurrent `RESOLVED`.
     #[tracing::instrument(skip_all, fields(incident_id = %id))]
     pub async fn append_event(&self, id: &str, new: NewEvent) -> Result<event::Model, StoreError> {
+        self.append_event_stamped(id, new, Stamp::now()).await
+    }
+
+    /// [`Self::append_event`] with the event's id and time given; with `stamp.replay`, an event
+    /// already stored is returned as it is.
+    pub async fn append_event_stamped(
+        &self,
+        id: &str,
+        new: NewEvent,
+        stamp: Stamp,
+    ) -> Result<event::Model, StoreError> {
         let outcome = async {
             let _guard = self.write_guard().await;
             let txn = self.db.begin().await?;
+            if stamp.replay {
+                if let Some(done) = stored_event(&txn, &stamp.event_id).await? {
+                    return Ok(done);
+                }
+            }
             self.lock_open_incident(&txn, id).await?;
-            let event =
-                insert_event(&txn, id, now(), new.event_type, new.message, new.metadata).await?;
+            let event = insert_event(
+                &txn,
+                stamp.event_id,
+                id,
+                stamp.at,
+                new.event_type,
+                new.message,
+                new.metadata,
+            )
+            .await?;
             txn.commit().await?;
             Ok(event)
         }
@@ -225,10 +271,28 @@ impl IncidentStore {
         notes: Option<String>,
         metadata: Map<String, Value>,
     ) -> Result<(incident::Model, event::Model), StoreError> {
+        self.resolve_stamped(id, notes, metadata, Stamp::now())
+            .await
+    }
+
+    /// [`Self::resolve`] with the event's id and time given; with `stamp.replay`, a resolve
+    /// already stored is returned as it is.
+    pub async fn resolve_stamped(
+        &self,
+        id: &str,
+        notes: Option<String>,
+        metadata: Map<String, Value>,
+        stamp: Stamp,
+    ) -> Result<(incident::Model, event::Model), StoreError> {
         let outcome = async {
             let _guard = self.write_guard().await;
             let txn = self.db.begin().await?;
             let found = self.lock_incident(&txn, id).await?;
+            if stamp.replay {
+                if let Some(done) = stored_event(&txn, &stamp.event_id).await? {
+                    return Ok((found, done));
+                }
+            }
             if let Some(resolved_at) = found.resolved_at {
                 txn.rollback().await?;
                 return Err(StoreError::AlreadyResolved {
@@ -236,10 +300,7 @@ impl IncidentStore {
                     resolved_at: timestamp(&resolved_at),
                 });
             }
-            let at = Timestamp::new(
-                after_last_event(&txn, id).await?,
-                txn.get_database_backend(),
-            );
+            let at = after_last_event(&txn, id, stamp.at).await?;
             incident::Entity::update_many()
                 .col_expr(incident::Column::ResolvedAt, Expr::value(at))
                 .col_expr(
@@ -250,11 +311,20 @@ impl IncidentStore {
                 .exec(&txn)
                 .await?;
             let message = notes.clone().unwrap_or_else(|| "resolved".to_owned());
-            let event =
-                insert_event(&txn, id, at.at(), EventType::Resolved, message, metadata).await?;
+            let event = insert_event(
+                &txn,
+                stamp.event_id,
+                id,
+                at,
+                EventType::Resolved,
+                message,
+                metadata,
+            )
+            .await?;
+            let backend = txn.get_database_backend();
             txn.commit().await?;
             let incident = incident::Model {
-                resolved_at: Some(at),
+                resolved_at: Some(Timestamp::new(at, backend)),
                 resolution_notes: notes,
                 ..found
             };
@@ -292,8 +362,16 @@ impl IncidentStore {
                 .filter(incident::Column::Id.eq(id))
                 .exec(&txn)
                 .await?;
-            let event =
-                insert_event(&txn, id, now(), EventType::Escalated, message, metadata).await?;
+            let event = insert_event(
+                &txn,
+                new_id(),
+                id,
+                now(),
+                EventType::Escalated,
+                message,
+                metadata,
+            )
+            .await?;
             txn.commit().await?;
             Ok(Some(event))
         }
@@ -345,13 +423,13 @@ async fn take_sqlite_write_lock<C: ConnectionTrait>(conn: &C) -> Result<(), DbEr
     Ok(())
 }
 
-/// Now, or a millisecond after the incident's latest event if the clock has not passed it (two
+/// `at`, or a millisecond after the incident's latest event if `at` has not passed it (two
 /// events in one millisecond, or another process's clock ahead), so that the new event sorts last.
 async fn after_last_event<C: ConnectionTrait>(
     conn: &C,
     incident_id: &str,
+    at: NaiveDateTime,
 ) -> Result<NaiveDateTime, DbErr> {
-    let at = now();
     let latest = event::Entity::find()
         .filter(event::Column::IncidentId.eq(incident_id))
         .order_by_desc(event::Column::CreatedAt)
@@ -365,8 +443,17 @@ async fn after_last_event<C: ConnectionTrait>(
     })
 }
 
+/// The event with this id, if it is stored: how a replayed write finds it was applied already.
+async fn stored_event<C: ConnectionTrait>(
+    conn: &C,
+    event_id: &str,
+) -> Result<Option<event::Model>, DbErr> {
+    event::Entity::find_by_id(event_id).one(conn).await
+}
+
 async fn insert_event<C: ConnectionTrait>(
     db: &C,
+    event_id: String,
     incident_id: &str,
     at: NaiveDateTime,
     event_type: EventType,
@@ -374,7 +461,7 @@ async fn insert_event<C: ConnectionTrait>(
     metadata: Map<String, Value>,
 ) -> Result<event::Model, DbErr> {
     let model = event::ActiveModel {
-        id: Set(new_id()),
+        id: Set(event_id),
         incident_id: Set(incident_id.to_owned()),
         created_at: Set(Timestamp::new(at, db.get_database_backend())),
         event_type: Set(event_type),

@@ -2,10 +2,12 @@
 //! why an operation did not happen, and the limits on what a row may hold.
 
 use checks::write_health::AsDbErr;
+use chrono::NaiveDateTime;
 use entity::{
     ops_incident as incident, ops_incident_event as event, Category, EventType, Severity,
 };
 use sea_orm::DbErr;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// Longest accepted `summary`, in characters.
@@ -40,7 +42,8 @@ impl AsDbErr for StoreError {
 }
 
 /// A new incident as reported.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NewIncident {
     pub severity: Severity,
     pub category: Category,
@@ -53,7 +56,8 @@ pub struct NewIncident {
 }
 
 /// A timeline event to append.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct NewEvent {
     pub event_type: EventType,
     pub message: String,
@@ -67,4 +71,32 @@ pub struct Opened {
     pub event: event::Model,
     /// True when an open incident with the same fingerprint was extended instead.
     pub deduplicated: bool,
+}
+
+/// The ids and time a write takes: made when the write is answered, so that a write kept in the
+/// spool and replayed later stores the same ids and the time it was reported, and a replay
+/// after a crash finds it stored already instead of writing it twice.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stamp {
+    /// The id a new incident gets (a report extending an open incident does not use it).
+    pub incident_id: String,
+    /// The id of the event the write appends.
+    pub event_id: String,
+    pub at: NaiveDateTime,
+    /// Set on replay: look for the event first, and do nothing when it is stored.
+    #[serde(skip)]
+    pub replay: bool,
+}
+
+impl Stamp {
+    /// Fresh ids and now.
+    pub fn now() -> Self {
+        Self {
+            incident_id: crate::kernel::new_id(),
+            event_id: crate::kernel::new_id(),
+            at: crate::kernel::now(),
+            replay: false,
+        }
+    }
 }

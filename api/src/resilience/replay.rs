@@ -1,0 +1,179 @@
+//! The two loops behind the breaker: the probe (a write-lock probe every interval while closed,
+//! a half-open probe after each backoff while open) and the replay, which drains the spool in
+//! order whenever the breaker is closed and something waits.
+
+use std::sync::atomic::Ordering;
+use std::sync::Weak;
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
+
+use super::breaker::{BreakerState, Transition};
+use super::entry::Entry;
+use super::outage::{self, db_err_cause, OUTAGE_FINGERPRINT};
+use super::Resilience;
+use crate::store::incidents::StoreError;
+
+/// Lines replayed between two rewrites of the spool: progress survives a crash mid-replay.
+const CHUNK: usize = 64;
+
+/// Whether the database takes a write lock now: a ping succeeds against a SQLite file that
+/// another process holds locked, or that is read-only, and against a PostgreSQL standby, so the
+/// probe asks for what writes need. It writes nothing.
+async fn probe(this: &Resilience) -> Result<(), String> {
+    let attempt = async {
+        let txn = this.db.begin().await?;
+        txn.execute_unprepared(r#"UPDATE "OpsIncident" SET "id" = "id" WHERE 1 = 0"#)
+            .await?;
+        txn.rollback().await?;
+        Ok::<(), DbErr>(())
+    };
+    let limit = this.settings.op_timeout.min(Duration::from_secs(1));
+    match tokio::time::timeout(limit, attempt).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => match db_err_cause(&err) {
+            Some(cause) => Err(cause),
+            // Anything else (no table yet, before migrations) says nothing about reachability.
+            None => Ok(()),
+        },
+        Err(_) => Err(this.timeout_cause()),
+    }
+}
+
+pub(super) async fn probe_loop(weak: Weak<Resilience>) {
+    loop {
+        let Some(this) = weak.upgrade() else { return };
+        let wait = match this.breaker.state() {
+            BreakerState::Closed => match (chrono::Utc::now(), probe(&this).await) {
+                (_, Ok(())) => {
+                    this.breaker.success();
+                    this.settings.probe_interval
+                }
+                (began, Err(cause)) => {
+                    this.failed_since(&cause, began);
+                    this.settings.probe_interval.min(Duration::from_millis(250))
+                }
+            },
+            BreakerState::Open => match this.breaker.try_half_open() {
+                Err(wait) => wait,
+                Ok(()) => {
+                    match probe(&this).await {
+                        Ok(()) => {
+                            if this.breaker.success() == Transition::Closed {
+                                this.kick.notify_one();
+                            }
+                        }
+                        Err(cause) => {
+                            this.breaker.failure(&cause);
+                        }
+                    }
+                    Duration::ZERO
+                }
+            },
+            BreakerState::HalfOpen => Duration::from_millis(50),
+        };
+        drop(this);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+pub(super) async fn replay_loop(weak: Weak<Resilience>) {
+    loop {
+        let Some(this) = weak.upgrade() else { return };
+        if this.breaker.is_closed() {
+            drain(&this).await;
+        }
+        // Woken by a new spooled write or the breaker closing; a periodic look as a backstop.
+        let kick = this.kick.clone();
+        let mut changes = this.breaker.subscribe();
+        drop(this);
+        tokio::select! {
+            () = kick.notified() => {}
+            _ = changes.changed() => {}
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Replays the spool in order until it is empty or the database fails again; then resolves the
+/// outage incident if one is open.
+async fn drain(this: &Resilience) {
+    loop {
+        let pending = match this.spool.pending::<Entry>() {
+            Ok(p) => p,
+            Err(err) => {
+                tracing::error!(error = %err, "the spool cannot be read; replay waits");
+                return;
+            }
+        };
+        if pending.is_empty() {
+            break;
+        }
+        let total = pending.len();
+        let mut done = 0;
+        let mut stopped = false;
+        for entry in pending.into_iter().take(CHUNK) {
+            let Some(entry) = entry else {
+                done += 1;
+                continue;
+            };
+            if matches!(&entry, Entry::OpenIncident { incident, .. } if incident.fingerprint.as_deref() == Some(OUTAGE_FINGERPRINT))
+            {
+                this.outage_open.store(true, Ordering::SeqCst);
+            }
+            let applied = tokio::time::timeout(
+                this.settings.op_timeout,
+                this.stores.apply(entry.clone(), true),
+            )
+            .await;
+            match applied {
+                Ok(Ok(_)) => {
+                    this.counts.replayed.fetch_add(1, Ordering::Relaxed);
+                    done += 1;
+                }
+                Ok(Err(err)) => match super::outage_cause(&err) {
+                    Some(cause) => {
+                        this.failed(&cause);
+                        stopped = true;
+                        break;
+                    }
+                    None => {
+                        tracing::error!(kind = entry.kind(), error = %err, "a spooled write was refused at replay; it is kept in the spool's rejected file");
+                        this.spool.keep_rejected(&entry, &err.to_string());
+                        this.counts.rejected.fetch_add(1, Ordering::Relaxed);
+                        done += 1;
+                    }
+                },
+                Err(_) => {
+                    this.failed(&this.timeout_cause());
+                    stopped = true;
+                    break;
+                }
+            }
+        }
+        if let Err(err) = this.spool.remove_first(done) {
+            tracing::error!(error = %err, "the spool cannot be rewritten after replay; its lines will be replayed again (idempotently)");
+            return;
+        }
+        tracing::info!(
+            replayed = done,
+            left = total - done,
+            "spooled writes replayed"
+        );
+        if stopped {
+            return;
+        }
+    }
+    if this.breaker.is_closed() && this.outage_open.swap(false, Ordering::SeqCst) {
+        match this.stores.apply(outage::resolution(), false).await {
+            Ok(_) => tracing::info!("the database outage incident is resolved"),
+            Err(StoreError::NotFound(_) | StoreError::AlreadyResolved { .. }) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "resolving the database outage incident failed; retrying");
+                this.outage_open.store(true, Ordering::SeqCst);
+            }
+        }
+    }
+}
