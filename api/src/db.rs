@@ -149,16 +149,15 @@ const MIGRATION_LOCK: (i32, i32) = (0x6f70_7364, 0x6d69_6772);
 
 /// Applies every pending migration; returns the names applied. Tables a Prisma app created
 /// first are adopted when they equal the contract, and refused, naming each difference, when
-/// they do not (`migration::adopt_existing`; before the lock, see the known gap in
-/// docs/operations.md).
+/// they do not (`migration::adopt_existing`, under the same lock).
 ///
 /// Under a cross-process lock, so that processes starting together on an empty database apply
 /// the migrations once: the first takes the lock (a PostgreSQL advisory transaction lock; on
 /// SQLite the database's write lock) and applies them inside its transaction, the others wait
 /// and then find nothing pending. A migration that fails rolls back with the whole batch.
 pub async fn migrate_up(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
-    migration::adopt_existing(db).await?;
     let txn = lock_for_migrations(db).await?;
+    migration::adopt_existing(&txn).await?;
     let pending: Vec<String> = Migrator::get_pending_migrations(&txn)
         .await?
         .iter()

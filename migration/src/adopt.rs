@@ -7,7 +7,7 @@
 //! start-up stops with every difference named. Nothing of the user's is ever dropped or altered.
 
 use sea_orm_migration::sea_orm::{
-    ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait,
+    ConnectionTrait, Database, DbBackend, DbErr, Statement, TransactionTrait,
 };
 
 use crate::catalog::{self, Objects};
@@ -22,7 +22,12 @@ pub(crate) struct Known {
 
 /// Records as applied every pending migration whose objects already exist exactly as it would
 /// create them; returns their names. Fails, naming each difference, when they exist but differ.
-pub async fn adopt_existing(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+/// Run it inside the transaction that holds the migration lock, so that two processes starting
+/// together do not both create the bookkeeping table.
+pub async fn adopt_existing<C>(db: &C) -> Result<Vec<String>, DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
     crate::install_bookkeeping(db).await?;
     let backend = db.get_database_backend();
     let applied: Vec<String> = db
@@ -94,7 +99,10 @@ pub async fn adopt_existing(db: &DatabaseConnection) -> Result<Vec<String>, DbEr
 }
 
 /// The catalog snapshot of what `known` creates, built where nothing of the user's is touched.
-async fn reference(db: &DatabaseConnection, known: &Known) -> Result<Vec<String>, DbErr> {
+async fn reference<C>(db: &C, known: &Known) -> Result<Vec<String>, DbErr>
+where
+    C: ConnectionTrait + TransactionTrait,
+{
     let backend = db.get_database_backend();
     let script = script_for(backend, known.up)?;
     match backend {
