@@ -6,7 +6,7 @@
 //! nothing changed), 2 partial, 3 could not start.
 
 pub mod cli;
-pub mod command;
+pub use crate::command;
 pub mod live;
 pub mod lock;
 mod machine;
