@@ -35,6 +35,7 @@ pub mod status_page;
 pub mod store;
 pub mod suite;
 pub mod telemetry;
+pub mod tunnel_restart;
 
 pub use config::Config;
 pub use server::{router, Application};

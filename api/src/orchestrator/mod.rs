@@ -22,8 +22,6 @@ mod verify;
 #[cfg(test)]
 mod plan_tests;
 
-pub use verify::tunnel_restart_lock;
-
 /// Deployed and verified.
 pub const EXIT_SUCCESS: u8 = 0;
 /// Failed: rolled back, or nothing changed.
