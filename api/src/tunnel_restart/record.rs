@@ -6,9 +6,10 @@
 //! Which incident: the newest open `TUNNEL` incident. When none is open the restart opens one:
 //! with the tunnel check failing, the incident of that failure exactly as the doctor opens it
 //! (its fingerprint, severity and details, so the doctor's later reports extend it and its
-//! recovery resolves it); with the check passing, a `WARN` incident `tunnel:restart`. An incident
-//! the restart opened is resolved by it once the edge connections are back; one that was open
-//! already is left to its owner. A restart that fails escalates its incident to CRITICAL.
+//! recovery resolves it); with the check passing (or none configured), a `WARN` incident
+//! `tunnel:restart`. An incident the restart opened is resolved by it once the edge connections
+//! are back (or, with no tunnel check, once the command succeeded); one that was open already is
+//! left to its owner. A restart that fails escalates its incident to CRITICAL.
 
 use std::sync::Arc;
 
@@ -115,14 +116,16 @@ impl Journal {
             EventType::RecoveryFailed
         };
         self.event(kind, message, Value::Object(metadata)).await;
-        if result == RestartResult::Connected && self.opened {
+        if success && self.opened {
+            let notes = if result == RestartResult::Connected {
+                "resolved automatically: the tunnel restart that opened it brought its edge connections back"
+            } else {
+                "resolved automatically: the tunnel restart that opened it succeeded (no tunnel check is configured to see more)"
+            };
             let entry = Entry::Resolve {
                 target: self.target.clone(),
                 stamp: Stamp::now(),
-                notes: Some(
-                    "resolved automatically: the tunnel restart that opened it brought its edge connections back"
-                        .to_owned(),
-                ),
+                notes: Some(notes.to_owned()),
                 metadata: object(json!({ "action": ACTION, "restartId": restart.id })),
             };
             self.write(entry).await;
@@ -159,12 +162,9 @@ impl Journal {
 
     /// Escalation is not spooled: it needs the incident's id, and a database that answers.
     async fn escalate(&self, restart: &RestartRecord) {
-        let Target::Id(id) = &self.target else {
+        let (Target::Id(id), true) = (&self.target, self.usable) else {
             return;
         };
-        if !self.usable || id.is_empty() {
-            return;
-        }
         let message = format!(
             "the tunnel restart asked by {} did not bring the tunnel back; escalated to CRITICAL",
             restart.trigger

@@ -149,7 +149,11 @@ pub struct RestartRecord {
 
 /// Where a restart was recorded on the `TUNNEL` incident.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "written", rename_all = "snake_case")]
+#[serde(
+    tag = "written",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
 pub enum Recorded {
     /// In the database, on this incident (`opened`: by this restart).
     Stored { incident_id: String, opened: bool },
@@ -200,7 +204,11 @@ impl RestartOutcome {
 
 /// Why a restart did not run. Nothing was run and nothing recorded.
 #[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
-#[serde(tag = "refused", rename_all = "snake_case")]
+#[serde(
+    tag = "refused",
+    rename_all = "snake_case",
+    rename_all_fields = "camelCase"
+)]
 pub enum RestartRefused {
     #[error("no restart command is configured: set TUNNEL_RESTART_COMMAND")]
     NotConfigured,
