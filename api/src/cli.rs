@@ -1,5 +1,6 @@
 //! The `opsdoctor` command line: `serve` (the default), `migrate`, `config`, the clients of a
-//! running service (`gate`, `deploys`, `healthcheck`).
+//! running service (`gate`, `deploys`, `healthcheck`), and the commands that work beside it on
+//! the same database (`deploy`, `tunnel`).
 
 use std::net::IpAddr;
 use std::process::ExitCode;
@@ -80,6 +81,12 @@ enum Command {
     /// Exit status: 0 success, 1 failure (rolled back or nothing changed), 2 partial, 3 could not
     /// start. `deploy lock status|release`, `deploy report <id>`, `deploy why <id>` for people.
     Deploy(crate::orchestrator::cli::DeployCommand),
+    /// Restart the tunnel through the restart coordinator shared with the service, deploys and
+    /// other hosts, or show its state. Exit status: `tunnel restart --help`, `tunnel status --help`.
+    Tunnel {
+        #[command(subcommand)]
+        action: crate::tunnel_restart::cli::TunnelAction,
+    },
     /// Print the resolved configuration with every secret masked.
     Config {
         /// Print JSON instead of `NAME=value` lines.
@@ -187,7 +194,7 @@ pub async fn run() -> ExitCode {
             // `opsdoctor gate` promises 3 for bad arguments; other commands use clap's 2.
             let gate = std::env::args()
                 .nth(1)
-                .is_some_and(|a| a == "gate" || a == "deploys" || a == "deploy");
+                .is_some_and(|a| matches!(a.as_str(), "gate" | "deploys" | "deploy" | "tunnel"));
             return match (err.use_stderr(), gate) {
                 (false, _) => ExitCode::SUCCESS,
                 (true, true) => ExitCode::from(crate::remote::EXIT_UNUSABLE),
@@ -228,6 +235,7 @@ pub async fn run() -> ExitCode {
             return crate::healthcheck::run(url, probe, timeout).await;
         }
         Some(Command::Deploy(d)) => return crate::orchestrator::cli::run(d).await,
+        Some(Command::Tunnel { action }) => return crate::tunnel_restart::cli::run(action).await,
         _ => {}
     }
     // Flags of `serve` (also accepted with no command) override their settings; other commands
@@ -256,7 +264,8 @@ pub async fn run() -> ExitCode {
             Command::Gate(_)
             | Command::Deploys { .. }
             | Command::Healthcheck { .. }
-            | Command::Deploy(_),
+            | Command::Deploy(_)
+            | Command::Tunnel { .. },
         ) => ExitCode::SUCCESS,
     }
 }

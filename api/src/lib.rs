@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod command;
 pub mod config;
 pub mod connections;
 pub mod db;
@@ -18,6 +19,7 @@ pub mod incidents;
 pub mod kernel;
 pub mod lifecycle;
 pub mod limits;
+pub mod locks;
 pub mod metrics;
 pub mod notify;
 pub mod openapi;
@@ -33,6 +35,7 @@ pub mod status_page;
 pub mod store;
 pub mod suite;
 pub mod telemetry;
+pub mod tunnel_restart;
 
 pub use config::Config;
 pub use server::{router, Application};

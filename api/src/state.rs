@@ -18,6 +18,7 @@ use crate::readiness::Readiness;
 use crate::resilience::{BreakerPolicy, Resilience, ResilienceSettings, Spool, Stores};
 use crate::store::{DeployStore, EvaluationStore, IncidentStore, RunStore};
 use crate::suite::{build_registry, LatestResults};
+use crate::tunnel_restart::TunnelRestarter;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
@@ -45,6 +46,9 @@ pub struct Shared {
     pub latest: Arc<LatestResults>,
     /// The database circuit breaker and the spool every acknowledged write goes through.
     pub resilience: Arc<Resilience>,
+    /// The tunnel restart coordinator: the one way anything in this process restarts the tunnel
+    /// (`restart("recovery")`, `restart_with("deploy", …)`, `status()`).
+    pub tunnel_restarts: Arc<TunnelRestarter>,
 }
 
 impl AppState {
@@ -99,6 +103,12 @@ impl AppState {
             )
             .with_resilience(resilience.clone()),
         );
+        let tunnel_restarts = Arc::new(TunnelRestarter::new(
+            &config,
+            db.clone(),
+            resilience.clone(),
+            registry.clone(),
+        ));
         let gate = Arc::new(
             Gate::new(fresh, runs, deploys.clone(), evaluations.clone())
                 .with_resilience(resilience.clone()),
@@ -116,6 +126,7 @@ impl AppState {
             metrics: Metrics::new(),
             latest,
             resilience,
+            tunnel_restarts,
         }))
     }
 }

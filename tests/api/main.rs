@@ -29,3 +29,4 @@ mod shared_db;
 mod sockets;
 mod status_page;
 mod stores;
+mod tunnel_restart;

@@ -13,6 +13,7 @@ pub mod resilience;
 pub mod settings;
 #[cfg(test)]
 mod tests;
+pub mod tunnel;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -102,6 +103,8 @@ pub struct Config {
     pub resilience: resilience::ResilienceConfig,
     /// The rotated JSON log files ([`log_files`]).
     pub log_files: log_files::LogFilesConfig,
+    /// The tunnel restart coordinator ([`tunnel`]).
+    pub tunnel: tunnel::TunnelConfig,
     /// Every secret setting's value as set, with its mask (see [`Config::secrets`]).
     secrets: Vec<ConfiguredSecret>,
 }
@@ -190,6 +193,7 @@ impl Config {
         let checks = ChecksConfig::from_lookup(&env)?;
         let resilience = resilience::ResilienceConfig::from_lookup(&env)?;
         let log_files = log_files::LogFilesConfig::from_lookup(&env)?;
+        let tunnel = tunnel::TunnelConfig::from_lookup(&env)?;
 
         Ok(Self {
             secrets: configured_secrets(&env),
@@ -235,6 +239,7 @@ impl Config {
             notify: NotifyConfig::from_lookup(&env)?,
             resilience,
             log_files,
+            tunnel,
         })
     }
 

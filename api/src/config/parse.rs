@@ -59,6 +59,22 @@ impl<F: Fn(&str) -> Option<String>> Lookup<F> {
         parse_ms(setting.name, self.value(setting))
     }
 
+    /// A duration written for people (`90s`, `5m`, `1h`); zero allowed.
+    pub fn duration(&self, setting: &Setting) -> Result<Duration, ConfigError> {
+        let Some(v) = self.value(setting) else {
+            return Err(ConfigError::new(
+                setting.name,
+                "is required: set it to a duration (e.g. 90s, 5m)",
+            ));
+        };
+        humantime::parse_duration(&v).map_err(|_| {
+            ConfigError::new(
+                setting.name,
+                format!("`{v}` is not a duration (e.g. 90s, 5m)"),
+            )
+        })
+    }
+
     /// A timeout: like [`Self::ms`], but zero is refused (it would fail everything at once).
     pub fn timeout(&self, setting: &Setting) -> Result<Duration, ConfigError> {
         nonzero(setting.name, self.ms(setting)?)

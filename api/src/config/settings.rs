@@ -436,6 +436,13 @@ pub static SETTINGS: &[&Setting] = &[
     &super::log_files::LOG_DIR,
     &super::log_files::LOG_MAX_FILE_BYTES,
     &super::log_files::LOG_KEEP_DAYS,
+    // The tunnel restart coordinator (config/tunnel.rs).
+    &super::tunnel::TUNNEL_RESTART_COMMAND,
+    &super::tunnel::TUNNEL_RESTART_TIMEOUT,
+    &super::tunnel::TUNNEL_RESTART_WAIT,
+    &super::tunnel::TUNNEL_RESTART_MIN_INTERVAL,
+    &super::tunnel::TUNNEL_RESTARTS_PER_HOUR,
+    &super::tunnel::TUNNEL_RESTART_DIR,
 ];
 
 impl Setting {

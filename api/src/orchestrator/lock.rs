@@ -3,20 +3,16 @@
 //! start time, release, heartbeat) written beside each so a dead holder can be proven dead and
 //! taken over.
 
-use std::fs::File;
-use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement,
-    TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement};
 use serde::{Deserialize, Serialize};
 
 use super::command::alive;
-use crate::store::incidents::ADVISORY_LOCK_CLASS;
+pub use crate::locks::{file_lock_held, process_start, this_host};
+use crate::locks::{pg_try_xact_lock, FileLock, FileLockError};
 use crate::store::DeployStore;
 
 /// Who holds (or held) an environment's deploy lock.
@@ -73,20 +69,6 @@ impl Holder {
     }
 }
 
-pub fn this_host() -> String {
-    hostname::get()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// Field 22 of `/proc/<pid>/stat`: when the process started, in clock ticks since boot.
-pub fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces; count after it.
-    let after = &stat[stat.rfind(')')? + 1..];
-    after.split_whitespace().nth(19)?.parse().ok()
-}
-
 /// Why the lock could not be taken.
 #[derive(Debug)]
 pub enum LockError {
@@ -96,7 +78,7 @@ pub enum LockError {
 
 /// A held deploy lock; dropping it releases both parts.
 pub struct DeployLock {
-    file: File,
+    file: FileLock,
     pub path: PathBuf,
     /// The PostgreSQL transaction holding the advisory lock (rolled back when dropped).
     pg: Option<DatabaseTransaction>,
@@ -115,20 +97,6 @@ pub fn read_holder(path: &Path) -> Option<Holder> {
     serde_json::from_str(&text).ok()
 }
 
-/// Whether the file lock is held by a live process now (probed without keeping it).
-pub fn file_lock_held(path: &Path) -> bool {
-    let Ok(file) = File::options().read(true).write(true).open(path) else {
-        return false;
-    };
-    match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
-        Ok(true) => {
-            let _ = fs4::fs_std::FileExt::unlock(&file);
-            false
-        }
-        _ => true,
-    }
-}
-
 impl DeployLock {
     /// Takes the lock once, without waiting.
     pub async fn try_acquire(
@@ -139,23 +107,12 @@ impl DeployLock {
         deploys: &DeployStore,
         lease: Duration,
     ) -> Result<Self, LockError> {
-        std::fs::create_dir_all(state_dir).map_err(|e| LockError::Io(e.to_string()))?;
         let path = lock_path(state_dir, env);
-        let mut file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| LockError::Io(format!("{}: {e}", path.display())))?;
-        let mut previous = String::new();
-        let _ = file.read_to_string(&mut previous);
+        let (file, previous) = FileLock::try_take(&path).map_err(|e| match e {
+            FileLockError::Held(text) => LockError::Held(serde_json::from_str(&text).ok()),
+            FileLockError::Io(e) => LockError::Io(e),
+        })?;
         let previous: Option<Holder> = serde_json::from_str(&previous).ok();
-        match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
-            Ok(true) => {}
-            Ok(false) => return Err(LockError::Held(previous)),
-            Err(e) => return Err(LockError::Io(format!("{}: {e}", path.display()))),
-        }
         // The OS lock is ours; a holder still written in the file died without releasing it.
         let mut took_over = previous.filter(|p| p.is_dead(lease));
         let mut holder = Holder::me(release);
@@ -211,12 +168,7 @@ impl DeployLock {
     /// Rewrites the holder in the lock file (on every heartbeat).
     pub fn write_holder(&mut self) -> Result<(), String> {
         let text = serde_json::to_string_pretty(&self.holder).unwrap_or_default();
-        self.file
-            .set_len(0)
-            .and_then(|()| self.file.rewind())
-            .and_then(|()| self.file.write_all(text.as_bytes()))
-            .and_then(|()| self.file.flush())
-            .map_err(|e| format!("{}: {e}", self.path.display()))
+        self.file.write(&text)
     }
 
     pub fn heartbeat(&mut self) {
@@ -226,8 +178,7 @@ impl DeployLock {
 
     /// Releases both locks and clears the holder from the file.
     pub async fn release(mut self) {
-        let _ = self.file.set_len(0);
-        let _ = fs4::fs_std::FileExt::unlock(&self.file);
+        self.file.release();
         if let Some(txn) = self.pg.take() {
             let _ = txn.rollback().await;
         }
@@ -247,22 +198,9 @@ async fn pg_lock(
     let key = format!("deploy-lock:{env}");
     let mut took_over = None;
     for attempt in 0..10 {
-        let txn = db.begin().await.map_err(io)?;
-        let row = txn
-            .query_one(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "SELECT pg_try_advisory_xact_lock($1, hashtext($2)) AS got, pg_backend_pid() AS pid",
-                [ADVISORY_LOCK_CLASS.into(), key.clone().into()],
-            ))
-            .await
-            .map_err(io)?
-            .ok_or_else(|| LockError::Io("database: no answer to the lock query".into()))?;
-        let got: bool = row.try_get("", "got").map_err(io)?;
-        let pid: i32 = row.try_get("", "pid").map_err(io)?;
-        if got {
+        if let Some((txn, pid)) = pg_try_xact_lock(db, &key, None).await.map_err(io)? {
             return Ok((txn, pid, took_over));
         }
-        drop(txn);
         let holder = running_holder(deploys, env).await;
         match holder {
             Some(h) if h.is_dead(lease) && attempt == 0 => {

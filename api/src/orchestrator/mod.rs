@@ -6,7 +6,7 @@
 //! nothing changed), 2 partial, 3 could not start.
 
 pub mod cli;
-pub mod command;
+pub use crate::command;
 pub mod live;
 pub mod lock;
 mod machine;
@@ -21,8 +21,6 @@ mod verify;
 
 #[cfg(test)]
 mod plan_tests;
-
-pub use verify::tunnel_restart_lock;
 
 /// Deployed and verified.
 pub const EXIT_SUCCESS: u8 = 0;

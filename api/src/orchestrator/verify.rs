@@ -1,9 +1,7 @@
-//! After the switch: TUNNEL_START_OR_VERIFY (the doctor's tunnel check, one restart under the
-//! tunnel restart lock) and EXTERNAL_VERIFY (the gate's verdict on the doctor's checks, and the
+//! After the switch: TUNNEL_START_OR_VERIFY (the doctor's tunnel check, one restart through the
+//! tunnel restart coordinator, so a deploy and a monitor never restart it at once) and EXTERNAL_VERIFY (the gate's verdict on the doctor's checks, and the
 //! public URL), waiting only while waiting can still help.
 
-use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use checks::{Reason, Status};
@@ -11,47 +9,11 @@ use checks::{Reason, Status};
 use super::machine::{Deploy, Done, Fault};
 use super::state::Progress;
 use crate::gate::{GateRequest, GateSource, Verdict};
-
-/// Holds the tunnel restart lock for as long as it lives.
-pub struct TunnelRestartGuard(#[allow(dead_code)] std::fs::File);
-
-/// The one place the tunnel restart is serialised: an OS file lock in the state directory,
-/// waited for up to a minute. A coordinator shared with the service can replace this function.
-pub fn tunnel_restart_lock(state_dir: &Path) -> Result<TunnelRestartGuard, String> {
-    let path: PathBuf = state_dir.join("tunnel-restart.lock");
-    let file = std::fs::File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match fs4::fs_std::FileExt::try_lock_exclusive(&file) {
-            Ok(true) => return Ok(TunnelRestartGuard(file)),
-            Ok(false) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(200))
-            }
-            Ok(false) => {
-                return Err("another tunnel restart holds its lock for over a minute".into())
-            }
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        }
-    }
-}
+use crate::tunnel_restart::RestartResult;
 
 impl Deploy {
     async fn tunnel_result(&self) -> checks::CheckResult {
-        let only: BTreeSet<String> = ["tunnel".to_owned()].into();
-        let run = self.app.gate.registry().run(Some(&only)).await;
-        run.results.into_iter().next().unwrap_or_else(|| {
-            checks::CheckResult::fail(
-                "tunnel",
-                Reason::NotConfigured,
-                "no tunnel check",
-                "configure it",
-            )
-        })
+        crate::tunnel_restart::edge::look(self.app.gate.registry()).await
     }
 
     pub(super) async fn tunnel(&self, progress: &Progress) -> Result<Done, Fault> {
@@ -74,52 +36,48 @@ impl Deploy {
             _ => "the tunnel check fails",
         };
         progress.say(&format!("{kind}; restarting it once"));
-        let Some(tunnel) = &self.plan.tunnel else {
-            return Err(Fault::new(
-                format!("{kind}: {}", first.message),
-                first
-                    .hint
-                    .unwrap_or_else(|| "fix the tunnel, then deploy again".into()),
-            ));
+        let config = &self.app.config.tunnel;
+        let (spec, wait) = match (&self.plan.tunnel, &config.command) {
+            (Some(t), _) => (&t.restart, t.wait),
+            (None, Some(command)) => (command, config.wait),
+            (None, None) => {
+                return Err(Fault::new(
+                    format!("{kind}: {}", first.message),
+                    first
+                        .hint
+                        .unwrap_or_else(|| "fix the tunnel, then deploy again".into()),
+                ))
+            }
         };
-        let run = {
-            let _guard = tunnel_restart_lock(&self.plan.state_dir).map_err(|e| {
+        let outcome = self
+            .app
+            .tunnel_restarts
+            .restart_with("deploy", &self.runner, spec, &self.vars(self.target), wait)
+            .await
+            .map_err(|refused| {
                 Fault::new(
-                    format!("tunnel restart lock: {e}"),
-                    "retry when the other restart is done",
+                    format!("{kind}, and its restart was refused: {refused}"),
+                    "see `opsdoctor tunnel status`; deploy again once the other restart is done or the rate limit allows one",
                 )
             })?;
-            self.command("tunnel.restart", &tunnel.restart, self.target)
-                .await
-        };
-        if !run.ok() {
-            return Err(Fault::new(
-                format!("{kind}, and its restart failed: {}", run.failure()),
+        self.with_report(|r| {
+            r.commands.push(outcome.command.clone());
+            r.checks
+                .push(serde_json::to_value(&outcome.tunnel).unwrap_or_default());
+        });
+        match outcome.result {
+            RestartResult::Connected => Ok(Done::Ok(format!("{kind}; restarted once and it recovered"))),
+            RestartResult::CommandFailed => Err(Fault::new(
+                format!("{kind}, and its restart failed: {}", outcome.command.failure()),
                 "restart cloudflared by hand (systemctl status cloudflared; journalctl -u cloudflared) and fix its configuration",
-            ));
-        }
-        let deadline = Instant::now() + tunnel.wait;
-        loop {
-            let again = self.tunnel_result().await;
-            if again.status == Status::Pass {
-                self.with_report(|r| {
-                    r.checks
-                        .push(serde_json::to_value(&again).unwrap_or_default())
-                });
-                return Ok(Done::Ok(format!("{kind}; restarted once and it recovered")));
+            )),
+            RestartResult::StillDown | RestartResult::Unverified => {
+                let again = &outcome.tunnel;
+                Err(Fault::new(
+                    format!("{kind}; restarted once and still broken after {}: {}", humantime::format_duration(wait), again.message),
+                    again.hint.clone().unwrap_or_else(|| "check cloudflared's log, its credentials and the tunnel's route in Cloudflare".into()),
+                ))
             }
-            progress.say(&format!("after the restart: {}", again.message));
-            if Instant::now() >= deadline {
-                self.with_report(|r| {
-                    r.checks
-                        .push(serde_json::to_value(&again).unwrap_or_default())
-                });
-                return Err(Fault::new(
-                    format!("{kind}; restarted once and still broken after {}: {}", humantime::format_duration(tunnel.wait), again.message),
-                    again.hint.unwrap_or_else(|| "check cloudflared's log, its credentials and the tunnel's route in Cloudflare".into()),
-                ));
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 

@@ -69,6 +69,17 @@ async fn a_broken_tunnel_is_restarted_once_and_recovers(backend: Backend) {
         .filter(|c| c["purpose"] == "tunnel.restart")
         .count();
     assert_eq!(restarts, 1, "restarted exactly once");
+    // Through the restart coordinator: its shared record (which a monitor's `opsdoctor tunnel
+    // restart` is rate-limited by) holds the deploy's restart.
+    let (code, out, err) = scene.run(&["tunnel", "status", "--json"]).await;
+    assert_eq!(code, 0, "edge connections are back: {err}");
+    let status: api::tunnel_restart::RestartStatus = serde_json::from_str(&out).expect("status");
+    let triggers: Vec<&str> = status.recent.iter().map(|r| r.trigger.as_str()).collect();
+    assert_eq!(triggers, ["deploy"]);
+    assert_eq!(
+        status.recent[0].result,
+        Some(api::tunnel_restart::RestartResult::Connected)
+    );
 }
 
 async fn a_tunnel_that_stays_broken_fails_and_switches_back(backend: Backend) {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::helpers::{Stack, TestDb, ADMIN_TOKEN};
+use crate::helpers::{finish, opsdoctor, Stack, TestDb, ADMIN_TOKEN};
 
 /// nginx's binary, or `None` after a visible skip (a failure in CI, where it must be installed).
 pub fn nginx() -> Option<PathBuf> {
@@ -268,18 +268,8 @@ timeout = "10s"
     }
 
     pub fn command(&self, args: &[&str]) -> tokio::process::Command {
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_opsdoctor"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "warn")
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .current_dir(self.dir.path())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        cmd
+        let env = self.env.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        opsdoctor(self.dir.path(), env, args)
     }
 
     /// Runs `opsdoctor deploy` to the end: (exit code, stdout, stderr).
@@ -299,15 +289,7 @@ timeout = "10s"
     }
 
     pub async fn run(&self, args: &[&str]) -> (i32, String, String) {
-        let out = tokio::time::timeout(Duration::from_secs(120), self.command(args).output())
-            .await
-            .expect("opsdoctor finished within 2 minutes")
-            .expect("run opsdoctor");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        finish(self.command(args), Duration::from_secs(120)).await
     }
 
     /// The newest report written into the logs directory.

@@ -31,6 +31,40 @@ pub fn run_cli(
     )
 }
 
+/// The binary as an async child in `cwd` with only `env` (and `PATH`), output piped, killed if
+/// dropped: for tests that race processes or wait on one while doing something else.
+pub fn opsdoctor<'a>(
+    cwd: &std::path::Path,
+    env: impl IntoIterator<Item = (&'a str, &'a str)>,
+    args: &[&str],
+) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_opsdoctor"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("RUST_LOG", "warn")
+        .envs(env)
+        .current_dir(cwd)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Runs an [`opsdoctor`] command to its end within `within`: (exit code, stdout, stderr).
+pub async fn finish(mut cmd: tokio::process::Command, within: Duration) -> (i32, String, String) {
+    let out = tokio::time::timeout(within, cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("opsdoctor did not finish within {within:?}"))
+        .expect("run opsdoctor");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn base_command(cwd: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_opsdoctor"));
     cmd.env_clear()

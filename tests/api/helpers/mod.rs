@@ -9,7 +9,7 @@ mod db;
 mod in_process;
 mod stack;
 
-pub use child::{run_cli, TestApp};
+pub use child::{finish, opsdoctor, run_cli, TestApp};
 pub use client::{decode, ApiClient};
 pub use db::{Backend, TestDb};
 pub use in_process::InProcessApp;

@@ -1,6 +1,7 @@
-//! The plan's commands: parsed into an argument vector (a shell only when the plan asks), run
-//! with a timeout in their own process group, their output masked, streamed and kept for the
-//! report; or started in the background as a service process with its pid remembered.
+//! The commands opsdoctor runs for people (a deploy plan's, the tunnel restart command): parsed
+//! into an argument vector (a shell only when asked), run with a timeout in their own process
+//! group, their output masked, streamed and kept for the report; or started in the background as
+//! a service process with its pid remembered.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::os::unix::process::CommandExt;
