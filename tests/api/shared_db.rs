@@ -15,6 +15,7 @@ on_both_backends!(
     tables_prisma_created_are_adopted,
     tables_that_differ_from_the_contract_are_refused,
     json_scalars_and_unreadable_json_never_fail_a_page,
+    rows_this_version_cannot_read_never_fail_a_list,
 );
 
 async fn sql(db: &DatabaseConnection, statement: &str) {
@@ -278,5 +279,88 @@ async fn sqlite_times_of_every_form_order_as_instants() {
         text.len() == 29 && text.as_bytes()[10] == b'T' && text.ends_with("+00:00"),
         "{text}"
     );
+    app.stop().await;
+}
+
+/// A newer Prisma app stores an enum value this version does not know (on PostgreSQL after
+/// `ALTER TYPE … ADD VALUE`; SQLite keeps enums as text) or, on SQLite, a time no form reads:
+/// lists and timelines leave such a row out and name it in `warnings`; pages across it go on.
+async fn rows_this_version_cannot_read_never_fail_a_list(backend: Backend) {
+    let Some(db) = TestDb::new(backend).await else {
+        return;
+    };
+    let app = InProcessApp::spawn_with(&db, &[("ADMIN_TOKEN", ADMIN_TOKEN)], &[]).await;
+    let conn = db.connect().await;
+    if backend == Backend::Postgres {
+        sql(
+            &conn,
+            r#"ALTER TYPE "OpsIncidentCategory" ADD VALUE 'BILLING'"#,
+        )
+        .await;
+        sql(
+            &conn,
+            r#"ALTER TYPE "OpsIncidentEventType" ADD VALUE 'ACKNOWLEDGED'"#,
+        )
+        .await;
+    }
+    for n in 1..=4 {
+        sql(&conn, &format!(r#"INSERT INTO "OpsIncident" ("id", "createdAt", "severity", "category", "summary", "detailsJson") VALUES ('ok{n}', '2026-11-0{n}T10:00:00.000+00:00'{cast}, 'INFO', 'OTHER', 'fine', '{{}}')"#, cast = if backend == Backend::Postgres { "::timestamptz" } else { "" })).await;
+    }
+    sql(&conn, &format!(r#"INSERT INTO "OpsIncident" ("id", "createdAt", "severity", "category", "summary", "detailsJson") VALUES ('odd', '2026-11-02T12:00:00.000+00:00'{cast}, 'WARN', 'BILLING', 'newer app', '{{}}')"#, cast = if backend == Backend::Postgres { "::timestamptz" } else { "" })).await;
+    sql(&conn, r#"INSERT INTO "OpsIncidentEvent" ("id", "incidentId", "eventType", "message", "metadataJson") VALUES ('e1', 'ok1', 'DETECTED', 'seen', '{}')"#).await;
+    sql(&conn, r#"INSERT INTO "OpsIncidentEvent" ("id", "incidentId", "eventType", "message", "metadataJson") VALUES ('e2', 'ok1', 'ACKNOWLEDGED', 'by a newer app', '{}')"#).await;
+    if backend == Backend::Sqlite {
+        sql(&conn, r#"INSERT INTO "OpsIncident" ("id", "createdAt", "severity", "category", "summary", "detailsJson") VALUES ('badtime', 'yesterday-ish', 'INFO', 'OTHER', 'odd time', '{}')"#).await;
+    }
+
+    // Two at a time, newest first: the odd row is left out and named, and every other row is
+    // listed exactly once across the pages.
+    let (mut seen, mut warnings, mut cursor) = (Vec::new(), Vec::new(), None::<String>);
+    for _ in 0..10 {
+        let path = match &cursor {
+            Some(c) => format!("/ops/incidents?limit=2&cursor={c}"),
+            None => "/ops/incidents?limit=2".to_owned(),
+        };
+        let (status, page) = app.get(&path).await;
+        assert_eq!(status, 200, "{page}");
+        for item in page["items"].as_array().unwrap() {
+            seen.push(item["id"].as_str().unwrap().to_owned());
+        }
+        for w in page["warnings"].as_array().into_iter().flatten() {
+            warnings.push(w.as_str().unwrap().to_owned());
+        }
+        match page["nextCursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ["ok4", "ok3", "ok2", "ok1"], "{warnings:?}");
+    assert!(
+        warnings.iter().any(|w| w.contains("`odd`")),
+        "the odd row is named: {warnings:?}"
+    );
+    if backend == Backend::Sqlite {
+        assert!(
+            warnings.iter().any(|w| w.contains("`badtime`")),
+            "{warnings:?}"
+        );
+    }
+
+    // An incident's timeline and the global one keep the events they can read.
+    let (status, one) = app.get("/ops/incidents/ok1").await;
+    assert_eq!(status, 200, "{one}");
+    let events: Vec<&str> = one["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(events, ["e1"], "{one}");
+    assert!(
+        one["warnings"][0].as_str().unwrap().contains("`e2`"),
+        "{one}"
+    );
+    let (status, timeline) = app.get("/ops/timeline").await;
+    assert_eq!(status, 200, "{timeline}");
     app.stop().await;
 }

@@ -163,6 +163,7 @@ pub async fn run(url: &str, format: Format, action: DeploysAction) -> ExitCode {
                 serde_json::from_value(answer.body).unwrap_or(PageJson {
                     items: Vec::new(),
                     next_cursor: None,
+                    warnings: Vec::new(),
                 });
             for d in page.items {
                 println!(

@@ -60,6 +60,8 @@ impl From<StoreError> for ApiError {
     request_body = CreateIncident,
     responses(
         (status = 201, description = "opened", body = CreatedIncident, headers(("Location" = String, description = "the incident's URL"))),
+        (status = 202, response = crate::openapi::Queued),
+        (status = 507, response = crate::openapi::SpoolFull),
         (status = 200, description = "an open incident with this fingerprint was extended", body = CreatedIncident, headers(("Location" = String, description = "the incident's URL"))),
         (status = 400, response = crate::openapi::BadRequest),
         (status = 415, response = crate::openapi::UnsupportedMediaType),
@@ -137,6 +139,8 @@ pub(crate) async fn create(
     request_body = CreateEvent,
     responses(
         (status = 201, description = "appended", body = EventJson),
+        (status = 202, response = crate::openapi::Queued),
+        (status = 507, response = crate::openapi::SpoolFull),
         (status = 400, response = crate::openapi::BadRequest),
         (status = 404, response = crate::openapi::NotFound),
         (status = 409, response = crate::openapi::Conflict),
@@ -192,6 +196,8 @@ pub(crate) async fn add_event(
     request_body(content = Option<ResolveIncident>, description = "optional notes and metadata"),
     responses(
         (status = 200, description = "resolved", body = ResolvedIncident),
+        (status = 202, response = crate::openapi::Queued),
+        (status = 507, response = crate::openapi::SpoolFull),
         (status = 400, response = crate::openapi::BadRequest),
         (status = 404, response = crate::openapi::NotFound),
         (status = 409, response = crate::openapi::Conflict),
@@ -277,8 +283,11 @@ pub(crate) async fn show(
         .incidents
         .events(&id, page.limit, page.cursor.as_ref())
         .await?;
+    let mut incident = IncidentJson::from(incident);
+    // Events this version cannot read are named here, and the timeline stands.
+    incident.warnings.extend(page.skipped);
     Ok(Json(IncidentWithEvents {
-        incident: IncidentJson::from(incident),
+        incident,
         events: page.items.into_iter().map(EventJson::from).collect(),
         next_cursor: page.next.map(|c| c.encode()),
     }))

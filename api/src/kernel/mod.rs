@@ -5,7 +5,7 @@ pub mod page;
 
 use chrono::{NaiveDateTime, SubsecRound, Utc};
 
-pub use page::{after_cond, before_cond, newest_first, paginate, Cursor, Page, PageJson};
+pub use page::{after_cond, before_cond, newest_first, page_of, paginate, Cursor, Page, PageJson};
 
 /// Now, at the millisecond precision the schema stores (`TIMESTAMP(3)`).
 pub fn now() -> NaiveDateTime {

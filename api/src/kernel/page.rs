@@ -6,8 +6,8 @@ use base64::Engine;
 use chrono::{DateTime, NaiveDateTime};
 use entity::Timestamp;
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, Select,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult,
+    IdenStatic, QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, Select,
 };
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<Cursor>,
+    /// Rows of the page that could not be read (a value another writer stored that this
+    /// version does not know), each named by its id with why: left out, never failing the page.
+    pub skipped: Vec<String>,
 }
 
 impl<T> Page<T> {
@@ -24,6 +27,7 @@ impl<T> Page<T> {
         PageJson {
             items: self.items.into_iter().map(item).collect(),
             next_cursor: self.next.map(|c| c.encode()),
+            warnings: self.skipped,
         }
     }
 }
@@ -34,6 +38,10 @@ impl<T> Page<T> {
 pub struct PageJson<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
+    /// Rows left out of this page because they could not be read, each named by its id with
+    /// why (absent when there are none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Trims the look-ahead row (queries ask for `limit + 1`) and derives the next cursor from the
@@ -42,7 +50,11 @@ pub fn paginate<T>(mut rows: Vec<T>, limit: u64, key: impl Fn(&T) -> Cursor) -> 
     let more = rows.len() as u64 > limit;
     rows.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
     let next = if more { rows.last().map(key) } else { None };
-    Page { items: rows, next }
+    Page {
+        items: rows,
+        next,
+        skipped: Vec::new(),
+    }
 }
 
 /// One page of `query`, newest first by `(createdAt, id)`, starting after `before`: the keyset
@@ -59,13 +71,58 @@ pub async fn newest_first<E: EntityTrait>(
         Some(c) => query.filter(before_cond(created, id, c, db.get_database_backend())),
         None => query,
     };
-    let rows = query
+    let backend = db.get_database_backend();
+    let statement = query
         .order_by_desc(created)
         .order_by_desc(id)
         .limit(limit + 1)
-        .all(db)
-        .await?;
-    Ok(paginate(rows, limit, key))
+        .build(backend);
+    let rows = db.query_all(statement).await?;
+    Ok(page_of(rows, limit, (created.as_str(), id.as_str()), key))
+}
+
+/// The page of `rows` (queried with `limit + 1` for the look-ahead), read row by row: a row this
+/// version cannot read (an enum value or a time another writer stored) is left out and named in
+/// [`Page::skipped`] instead of failing the whole page, and the page goes on after it.
+pub fn page_of<M: FromQueryResult>(
+    rows: Vec<QueryResult>,
+    limit: u64,
+    (created, id): (&str, &str),
+    key: impl Fn(&M) -> Cursor,
+) -> Page<M> {
+    let more = rows.len() as u64 > limit;
+    let keep = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut page = Page {
+        items: Vec::new(),
+        next: None,
+        skipped: Vec::new(),
+    };
+    let mut last = None;
+    for row in rows.into_iter().take(keep) {
+        match M::from_query_result(&row, "") {
+            Ok(model) => {
+                last = Some(key(&model));
+                page.items.push(model);
+            }
+            Err(err) => {
+                let row_id = row.try_get::<String>("", id).unwrap_or_default();
+                tracing::warn!(id = %row_id, error = %err, "a row could not be read; it is left out of the page");
+                page.skipped.push(format!(
+                    "row `{row_id}` could not be read and is left out: {err}"
+                ));
+                if let Ok(at) = row.try_get::<Timestamp>("", created) {
+                    last = Some(Cursor {
+                        created_at: at.at(),
+                        id: row_id,
+                    });
+                }
+            }
+        }
+    }
+    if more {
+        page.next = last;
+    }
+    page
 }
 
 /// Rows strictly after the cursor in ascending `(createdAt, id)` order. The redundant

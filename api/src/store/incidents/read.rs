@@ -9,12 +9,12 @@ use entity::{
 };
 use sea_orm::sea_query::{Alias, Asterisk, Expr, Order, Query, UnionType};
 use sea_orm::{
-    ColumnTrait, Condition, DbBackend, DbErr, EntityTrait, FromQueryResult, Iterable, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, Statement,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, DbErr, EntityTrait, FromQueryResult,
+    IdenStatic, Iterable, QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement,
 };
 
 use super::{fingerprint_expr, IncidentStore, StoreError};
-use crate::kernel::{after_cond, newest_first, paginate, Cursor, Page};
+use crate::kernel::{after_cond, newest_first, page_of, Cursor, Page};
 
 /// Whether to list open or resolved incidents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,13 +149,17 @@ impl IncidentStore {
                 self.backend(),
             ));
         }
-        let rows = query
+        let statement = query
             .order_by_asc(event::Column::CreatedAt)
             .order_by_asc(event::Column::Id)
             .limit(limit + 1)
-            .all(&self.db)
-            .await?;
-        Ok(paginate(rows, limit, |e| Cursor {
+            .build(self.backend());
+        let rows = self.db.query_all(statement).await?;
+        let names = (
+            event::Column::CreatedAt.as_str(),
+            event::Column::Id.as_str(),
+        );
+        Ok(page_of(rows, limit, names, |e: &event::Model| Cursor {
             created_at: e.created_at.at(),
             id: e.id.clone(),
         }))
@@ -252,10 +256,12 @@ impl IncidentStore {
             .order_by(C::Id, Order::Asc)
             .limit(limit + 1)
             .to_owned();
-        let rows = event::Model::find_by_statement(self.backend().build(&page_query))
-            .all(&self.db)
-            .await?;
-        let page = paginate(rows, limit, |e| Cursor {
+        let rows = self.db.query_all(self.backend().build(&page_query)).await?;
+        let names = (
+            event::Column::CreatedAt.as_str(),
+            event::Column::Id.as_str(),
+        );
+        let page = page_of(rows, limit, names, |e: &event::Model| Cursor {
             created_at: e.created_at.at(),
             id: e.id.clone(),
         });
@@ -265,11 +271,16 @@ impl IncidentStore {
         let incidents = if ids.is_empty() {
             HashMap::new()
         } else {
-            incident::Entity::find()
+            // Row by row: an incident this version cannot read leaves its events without the
+            // short view, and the page stands.
+            let statement = incident::Entity::find()
                 .filter(incident::Column::Id.is_in(ids))
-                .all(&self.db)
+                .build(self.backend());
+            self.db
+                .query_all(statement)
                 .await?
-                .into_iter()
+                .iter()
+                .filter_map(|row| incident::Model::from_query_result(row, "").ok())
                 .map(|i| (i.id.clone(), i))
                 .collect()
         };
