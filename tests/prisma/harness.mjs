@@ -3,6 +3,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
@@ -107,8 +108,13 @@ export function client(p, db) {
   return new p.PrismaClient({ adapter });
 }
 
+/// Where the binary keeps its spool: out of the source tree, one directory per suite run.
+const spoolDir = fs.mkdtempSync(path.join(os.tmpdir(), "opsdoctor-prisma-spool-"));
+
 function opsdoctorEnv(db, extra = {}) {
   return {
+    LOG_DIR: "off",
+    SPOOL_DIR: spoolDir,
     PATH: process.env.PATH ?? "",
     DATABASE_URL: db.opsdoctorUrl,
     ADMIN_TOKEN: TOKEN,
