@@ -77,7 +77,12 @@ async fn connect_sqlite(config: &Config) -> Result<DatabaseConnection, DbErr> {
     Ok(db)
 }
 
-/// Keeps a returned SQLite connection only when it is outside any transaction.
+/// Keeps a returned SQLite connection only when it is outside any transaction and may write.
+///
+/// A connection opened while the file could not be written (a read-only mount, an immutable
+/// file) is read-only for good, even once the file is writable again; kept, it would answer
+/// `SQLITE_READONLY` for ever and hold the breaker open. It is closed, and the next one opened
+/// afresh.
 ///
 /// After `SQLITE_FULL` or an I/O error SQLite may roll a transaction back by itself; the
 /// driver's `ROLLBACK` then fails and the driver still counts the connection as inside a
@@ -96,7 +101,17 @@ fn discard_if_in_transaction(
         // no other thread uses meanwhile; `sqlite3_get_autocommit` only reads its state.
         let autocommit =
             unsafe { libsqlite3_sys::sqlite3_get_autocommit(handle.as_raw_handle().as_ptr()) };
+        // SAFETY: as above; `sqlite3_db_readonly` only reads the state of the named database.
+        let read_only = unsafe {
+            libsqlite3_sys::sqlite3_db_readonly(handle.as_raw_handle().as_ptr(), c"main".as_ptr())
+        } == 1;
         drop(handle);
+        if read_only {
+            tracing::warn!(
+                "a database connection was opened read-only (the file could not be written); it is closed, not reused"
+            );
+            return Ok(false);
+        }
         let clean = autocommit != 0 && !conn.is_in_transaction();
         if !clean {
             tracing::warn!(

@@ -5,6 +5,7 @@
 //! afterwards, counted row by row, once; the outage is one incident.
 
 mod load;
+mod read_only;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
