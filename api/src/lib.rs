@@ -27,6 +27,7 @@ pub mod orchestrator;
 pub mod params;
 pub mod path;
 pub mod readiness;
+pub mod recovery;
 pub mod remote;
 pub mod resilience;
 pub mod server;

@@ -20,7 +20,8 @@ use crate::connections::{self, ConnectionLimits};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::{
-    auth, db, deploys, doctor, gate, health, incidents, limits, metrics, openapi, resilience,
+    auth, db, deploys, doctor, gate, health, incidents, limits, metrics, openapi, recovery,
+    resilience,
 };
 
 /// Every route of the service, with its middleware. Tests drive this with `oneshot`.
@@ -37,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .merge(gate::routes::router())
         .merge(deploys::routes::router())
         .merge(metrics::routes::router())
+        .merge(recovery::routes::router())
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             resilience::routes::refuse_reads_while_open,
@@ -143,6 +145,7 @@ impl Application {
             .map_err(|e| StartError::Spool(spool_dir.display().to_string(), e))?;
         let state = AppState::with_spool(config, db, spool);
         state.doctor.spawn_monitor(interval);
+        crate::recovery::monitor::spawn(&state.recovery, state.config.recovery.after_runs);
         let notifier = crate::notify::spawn(
             &state.config,
             state.incidents.clone(),

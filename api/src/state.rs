@@ -15,6 +15,7 @@ use crate::gate::Gate;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
+use crate::recovery::Recovery;
 use crate::resilience::{BreakerPolicy, Resilience, ResilienceSettings, Spool, Stores};
 use crate::store::{DeployStore, EvaluationStore, IncidentStore, RunStore};
 use crate::suite::{build_registry, LatestResults};
@@ -49,6 +50,8 @@ pub struct Shared {
     /// The tunnel restart coordinator: the one way anything in this process restarts the tunnel
     /// (`restart("recovery")`, `restart_with("deploy", …)`, `status()`).
     pub tunnel_restarts: Arc<TunnelRestarter>,
+    /// Recovery's rate limit, journal and actions (`POST /health/recover`, the monitor's own).
+    pub recovery: Arc<Recovery>,
 }
 
 impl AppState {
@@ -113,6 +116,15 @@ impl AppState {
             Gate::new(fresh, runs, deploys.clone(), evaluations.clone())
                 .with_resilience(resilience.clone()),
         );
+        let metrics = Metrics::new();
+        let recovery = Arc::new(Recovery::new(
+            doctor.clone(),
+            latest.clone(),
+            resilience.clone(),
+            tunnel_restarts.clone(),
+            metrics.clone(),
+            &config.recovery,
+        ));
         Self(Arc::new(Shared {
             incidents,
             config: Arc::new(config),
@@ -123,10 +135,11 @@ impl AppState {
             deploys,
             evaluations,
             lifecycle,
-            metrics: Metrics::new(),
+            metrics,
             latest,
             resilience,
             tunnel_restarts,
+            recovery,
         }))
     }
 }

@@ -23,6 +23,7 @@ mod nul;
 mod outage;
 mod packaging;
 mod prisma;
+mod recovery;
 mod schema;
 mod secrets;
 mod shared_db;

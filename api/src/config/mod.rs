@@ -9,6 +9,7 @@ pub mod decisions;
 pub mod log_files;
 mod notify;
 mod parse;
+pub mod recovery;
 pub mod resilience;
 pub mod settings;
 #[cfg(test)]
@@ -105,6 +106,8 @@ pub struct Config {
     pub log_files: log_files::LogFilesConfig,
     /// The tunnel restart coordinator ([`tunnel`]).
     pub tunnel: tunnel::TunnelConfig,
+    /// Recovery: its rate limit and the monitor's thresholds ([`recovery`]).
+    pub recovery: recovery::RecoveryConfig,
     /// Every secret setting's value as set, with its mask (see [`Config::secrets`]).
     secrets: Vec<ConfiguredSecret>,
 }
@@ -194,6 +197,7 @@ impl Config {
         let resilience = resilience::ResilienceConfig::from_lookup(&env)?;
         let log_files = log_files::LogFilesConfig::from_lookup(&env)?;
         let tunnel = tunnel::TunnelConfig::from_lookup(&env)?;
+        let recovery = recovery::RecoveryConfig::from_lookup(&env)?;
 
         Ok(Self {
             secrets: configured_secrets(&env),
@@ -240,6 +244,7 @@ impl Config {
             resilience,
             log_files,
             tunnel,
+            recovery,
         })
     }
 

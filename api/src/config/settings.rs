@@ -432,6 +432,10 @@ pub static SETTINGS: &[&Setting] = &[
     &super::resilience::DB_BREAKER_MAX_BACKOFF_MS,
     &super::resilience::DB_PROBE_INTERVAL_MS,
     &super::resilience::DB_OUTAGE_EXIT_AFTER_MS,
+    // Recovery: its rate limit and the monitor's thresholds (config/recovery.rs).
+    &super::recovery::RECOVERY_MIN_INTERVAL_MS,
+    &super::recovery::RECOVERY_AFTER_RUNS,
+    &super::recovery::RECOVERY_ESCALATE_AFTER,
     // Rotated JSON log files (config/log_files.rs).
     &super::log_files::LOG_DIR,
     &super::log_files::LOG_MAX_FILE_BYTES,

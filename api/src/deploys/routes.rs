@@ -120,6 +120,8 @@ fn optional(field: &str, value: Option<String>, max: usize) -> ApiResult<Option<
     request_body = StartDeploy,
     responses(
         (status = 201, description = "recorded", body = DeployJson, headers(("Location" = String))),
+        (status = 202, response = crate::openapi::Queued),
+        (status = 507, response = crate::openapi::SpoolFull),
         (status = 400, response = crate::openapi::BadRequest),
         (status = 415, response = crate::openapi::UnsupportedMediaType),
         (status = 422, response = crate::openapi::Invalid),
@@ -180,6 +182,8 @@ pub(crate) async fn start(
     request_body = FinishDeploy,
     responses(
         (status = 200, description = "finished", body = DeployJson),
+        (status = 202, response = crate::openapi::Queued),
+        (status = 507, response = crate::openapi::SpoolFull),
         (status = 400, response = crate::openapi::BadRequest),
         (status = 404, response = crate::openapi::NotFound),
         (status = 409, response = crate::openapi::Conflict),

@@ -232,6 +232,7 @@ pub(crate) async fn bundle(State(state): State<AppState>) -> ApiResult<Json<Valu
         },
         "openIncidents": open,
         "recentRecoveryEvents": recovery,
+        "recoveryAttempts": state.recovery.journal.recent(20),
         "recommendedActions": actions,
         "readiness": { "checksRun": state.readiness.checks_run() },
         "resilience": state.resilience.view(),

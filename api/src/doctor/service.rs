@@ -22,6 +22,8 @@ use crate::suite::LatestResults;
 pub enum Trigger {
     Api,
     Monitor,
+    /// The re-run of a recovery, to see what its actions changed.
+    Recovery,
 }
 
 impl Trigger {
@@ -29,6 +31,7 @@ impl Trigger {
         match self {
             Trigger::Api => "api",
             Trigger::Monitor => "monitor",
+            Trigger::Recovery => "recovery",
         }
     }
 }
@@ -80,6 +83,8 @@ pub struct Doctor {
     /// Runs are stored through the spool; while the database is down, failing checks are
     /// attached to the outage incident instead of opening incidents of their own.
     resilience: Option<Arc<Resilience>>,
+    /// Every finished run, for whoever follows them (recovery counts failures in a row).
+    finished: tokio::sync::watch::Sender<Option<Arc<RunRecord>>>,
 }
 
 impl Doctor {
@@ -101,7 +106,14 @@ impl Doctor {
             running: Arc::new(Mutex::new(None)),
             last_started: std::sync::Mutex::new(None),
             resilience: None,
+            finished: tokio::sync::watch::channel(None).0,
         }
+    }
+
+    /// Follows finished runs: the receiver sees each run as it finishes (a slow follower sees
+    /// the latest).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<Option<Arc<RunRecord>>> {
+        self.finished.subscribe()
     }
 
     /// Stores runs and incident updates through the breaker and the spool.
@@ -152,6 +164,7 @@ impl Doctor {
             let mut guard = guard;
             let record = Arc::new(doctor.execute(trigger).await);
             *guard = Some(record.clone());
+            doctor.finished.send_replace(Some(record.clone()));
             record
         });
         match task.await {

@@ -38,6 +38,14 @@ pub mod names {
     pub const MTTR: &str = "opsdoctor_incident_mean_time_to_resolve_seconds";
     pub const DEPLOYS_FINISHED: &str = "opsdoctor_deploys_finished_total";
     pub const FLAGGER_ROLLBACKS: &str = "opsdoctor_flagger_rollback_answers_total";
+    pub const DB_BREAKER_STATE: &str = "opsdoctor_db_breaker_state";
+    pub const SPOOL_DEPTH: &str = "opsdoctor_spool_depth";
+    pub const SPOOL_BYTES: &str = "opsdoctor_spool_bytes";
+    pub const SPOOL_MAX_BYTES: &str = "opsdoctor_spool_max_bytes";
+    pub const SPOOL_QUEUED: &str = "opsdoctor_spool_queued_total";
+    pub const SPOOL_REPLAYED: &str = "opsdoctor_spool_replayed_total";
+    pub const SPOOL_REJECTED: &str = "opsdoctor_spool_rejected_total";
+    pub const RECOVERY_ATTEMPTS: &str = "opsdoctor_recovery_attempts_total";
     pub const SCRAPE_ERRORS: &str = "opsdoctor_metrics_scrape_errors_total";
     pub const BUILD_INFO: &str = "opsdoctor_build_info";
 }
@@ -108,6 +116,15 @@ impl Metrics {
         });
     }
 
+    /// One recovery attempt of a component, by component, action and outcome.
+    pub fn recovery_attempt(&self, component: &str, action: &'static str, outcome: &'static str) {
+        let component = component.to_owned();
+        self.with(|| {
+            counter!(names::RECOVERY_ATTEMPTS, "component" => component, "action" => action, "outcome" => outcome)
+                .increment(1);
+        });
+    }
+
     /// One HTTP request served.
     pub(crate) fn http_request(
         &self,
@@ -174,6 +191,33 @@ fn describe() {
     describe_counter!(
         FLAGGER_ROLLBACKS,
         "answers to Flagger's rollback hook, by answer and reason"
+    );
+    describe_gauge!(
+        DB_BREAKER_STATE,
+        "the database circuit breaker: 1 for its current state (closed, open, half_open), 0 for the others"
+    );
+    describe_gauge!(SPOOL_DEPTH, "writes waiting in the spool for the database");
+    describe_gauge!(SPOOL_BYTES, Unit::Bytes, "the spool's size on disk");
+    describe_gauge!(
+        SPOOL_MAX_BYTES,
+        Unit::Bytes,
+        "the spool's cap (SPOOL_MAX_BYTES); at the cap writes get 507"
+    );
+    describe_counter!(
+        SPOOL_QUEUED,
+        "writes acknowledged into the spool since the process started"
+    );
+    describe_counter!(
+        SPOOL_REPLAYED,
+        "spooled writes stored by replay since the process started"
+    );
+    describe_counter!(
+        SPOOL_REJECTED,
+        "spooled writes the database refused at replay (kept in rejected.jsonl)"
+    );
+    describe_counter!(
+        RECOVERY_ATTEMPTS,
+        "recovery attempts through this process, by component, action and outcome"
     );
     describe_counter!(
         SCRAPE_ERRORS,

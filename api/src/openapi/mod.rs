@@ -17,12 +17,12 @@ use utoipa::{Modify, OpenApi};
 
 pub use schemas::{
     AdminDisabled, BadRequest, CategoryName, Conflict, DatabaseUnavailable, ErrorBody,
-    ErrorEnvelope, EventTypeName, Invalid, NotFound, PayloadTooLarge, RateLimited, RequestTimeout,
-    SeverityName, Unauthorized, UnsupportedMediaType,
+    ErrorEnvelope, EventTypeName, Invalid, NotFound, PayloadTooLarge, Queued, RateLimited,
+    RequestTimeout, SeverityName, SpoolFull, Unauthorized, UnsupportedMediaType,
 };
 
 use crate::state::AppState;
-use crate::{deploys, doctor, gate, health, incidents, metrics, status_page};
+use crate::{deploys, doctor, gate, health, incidents, metrics, recovery, status_page};
 
 /// The name of the admin bearer scheme in the document.
 pub const ADMIN_SCHEME: &str = "admin";
@@ -64,6 +64,8 @@ pub const ALIASES: &[(&str, &str)] = &[("/health", "/health/live"), ("/ready", "
         deploys::routes::show,
         deploys::routes::finish,
         metrics::routes::metrics,
+        recovery::routes::recover,
+        recovery::routes::recovery_stats,
         status_page::status,
         status_page::login,
         status_page::logout,
@@ -82,7 +84,9 @@ pub const ALIASES: &[(&str, &str)] = &[("/health", "/health/live"), ("/ready", "
             UnsupportedMediaType,
             Invalid,
             RateLimited,
-            DatabaseUnavailable
+            DatabaseUnavailable,
+            Queued,
+            SpoolFull
         )
     ),
     modifiers(&AdminBearer, &AdminErrors, &Aliases),

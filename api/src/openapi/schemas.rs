@@ -66,6 +66,40 @@ error_responses! {
     Invalid => "the body was read but a value is not acceptable (the envelope's `field` names it)",
     RateLimited => "too many requests of this kind; `Retry-After` says when to come back",
     DatabaseUnavailable => "the database is unavailable; `Retry-After` says when to try again",
+    SpoolFull => "the database is unavailable and the spool of queued writes is at its cap (SPOOL_MAX_BYTES): the write was not accepted; retry once the database is back",
+}
+
+/// A write the database could not take now, kept in the spool (flushed to disk) and stored when
+/// the database returns.
+pub struct Queued;
+
+impl<'s> utoipa::ToResponse<'s> for Queued {
+    fn response() -> (&'s str, RefOr<Response>) {
+        let schema = ObjectBuilder::new()
+            .property(
+                "queued",
+                ObjectBuilder::new()
+                    .schema_type(Type::Boolean)
+                    .description(Some("always true: the write is in the spool, not yet in the database")),
+            )
+            .required("queued")
+            .property(
+                "spoolDepth",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .description(Some("writes waiting in the spool, this one included")),
+            )
+            .required("spoolDepth")
+            .description(Some(
+                "the ids the write will be stored under (e.g. `incidentId`, `eventId`, `id`), `queued` and `spoolDepth`",
+            ))
+            .build();
+        let response = ResponseBuilder::new()
+            .description("accepted while the database is down: kept in the spool (flushed to disk) and stored, in order, when it returns")
+            .content("application/json", ContentBuilder::new().schema(Some(schema)).build())
+            .build();
+        ("Queued", RefOr::T(response))
+    }
 }
 
 /// A string schema allowing exactly the values of a database enum.

@@ -153,7 +153,11 @@ impl Breaker {
         let mut inner = self.lock();
         inner.consecutive = inner.consecutive.saturating_add(1);
         inner.last_error = Some((now, error.to_owned()));
-        let first = *inner.first_failure_at.get_or_insert(began.min(now));
+        // The outage is dated from the earliest start among its failures, whichever is recorded
+        // first (a write that timed out may be recorded after a probe that began later).
+        let began = began.min(now);
+        let first = inner.first_failure_at.map_or(began, |f| f.min(began));
+        inner.first_failure_at = Some(first);
         match inner.state {
             BreakerState::Closed if inner.consecutive >= self.policy.failures => {
                 inner.state = BreakerState::Open;
@@ -192,6 +196,13 @@ impl Breaker {
         drop(inner);
         self.changes.send_replace(BreakerState::HalfOpen);
         Ok(())
+    }
+
+    /// For a recovery: forgets the backoff, so that an open breaker may probe at once.
+    pub fn expedite(&self) {
+        let mut inner = self.lock();
+        inner.backoff = self.policy.min_backoff;
+        inner.next_probe = Instant::now();
     }
 
     pub fn view(&self) -> BreakerView {

@@ -15,8 +15,9 @@ mod replay;
 pub mod routes;
 pub mod spool;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
@@ -95,7 +96,52 @@ pub struct Resilience {
     kick: Arc<Notify>,
     /// Set while an outage incident waits to be resolved once the spool has drained.
     outage_open: AtomicBool,
+    /// While above zero, the outage incident stays open although the spool has drained (see
+    /// [`Resilience::hold_resolution`]).
+    resolution_holds: AtomicUsize,
+    /// When each write now waiting on the database began, by a sequence number.
+    in_flight: Mutex<BTreeMap<u64, chrono::DateTime<chrono::Utc>>>,
     counts: Counts,
+}
+
+/// A write waiting on the database, until dropped.
+struct InFlight<'a> {
+    writes: &'a Mutex<BTreeMap<u64, chrono::DateTime<chrono::Utc>>>,
+    n: u64,
+}
+
+impl<'a> InFlight<'a> {
+    fn start(
+        writes: &'a Mutex<BTreeMap<u64, chrono::DateTime<chrono::Utc>>>,
+        began: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(n, began);
+        Self { writes, n }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.n);
+    }
+}
+
+/// Keeps the outage incident open while it lives; dropping it lets the replay resolve it.
+pub struct ResolutionHold(Arc<Resilience>);
+
+impl Drop for ResolutionHold {
+    fn drop(&mut self) {
+        self.0.resolution_holds.fetch_sub(1, Ordering::SeqCst);
+        self.0.kick.notify_one();
+    }
 }
 
 /// What readiness, `/health/db` and the bundle show of the breaker and the spool.
@@ -126,6 +172,8 @@ impl Resilience {
             settings,
             kick: Arc::new(Notify::new()),
             outage_open: AtomicBool::new(false),
+            resolution_holds: AtomicUsize::new(0),
+            in_flight: Mutex::new(BTreeMap::new()),
             counts: Counts::default(),
         }
     }
@@ -135,6 +183,30 @@ impl Resilience {
     pub fn spawn_loops(this: &Arc<Self>) {
         tokio::spawn(replay::probe_loop(Arc::downgrade(this)));
         tokio::spawn(replay::replay_loop(Arc::downgrade(this)));
+    }
+
+    /// When the oldest write still waiting on the database began.
+    fn oldest_in_flight(&self) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .min()
+            .copied()
+    }
+
+    /// Keeps the outage incident open until the hold is dropped, even once the database is back
+    /// and the spool has drained: a recovery that ends the outage records its outcome on the
+    /// incident before it is resolved.
+    pub fn hold_resolution(this: &Arc<Self>) -> ResolutionHold {
+        this.resolution_holds.fetch_add(1, Ordering::SeqCst);
+        ResolutionHold(this.clone())
+    }
+
+    /// Probes the database now, for a recovery, and says whether it takes writes (else the
+    /// masked cause). Closes the breaker and starts the replay when it does.
+    pub async fn probe_now(&self) -> Result<(), String> {
+        replay::probe_now(self).await
     }
 
     /// How long one database operation may take before it counts as a failure.
@@ -151,11 +223,13 @@ impl Resilience {
     pub async fn submit(&self, entry: Entry) -> Result<Written, WriteError> {
         if self.breaker.is_closed() && self.spool.is_empty() {
             let began = chrono::Utc::now();
+            let in_flight = InFlight::start(&self.in_flight, began);
             let live = tokio::time::timeout(
                 self.settings.op_timeout,
                 self.stores.apply(entry.clone(), false),
             )
             .await;
+            drop(in_flight);
             match live {
                 Ok(Ok(applied)) => {
                     self.breaker.success();
@@ -234,6 +308,11 @@ impl Resilience {
     /// [`Self::failed`] for an operation that began at `began`.
     pub fn failed_since(&self, cause: &str, began: chrono::DateTime<chrono::Utc>) {
         if let breaker::Transition::Opened(since) = self.breaker.failure_since(cause, began) {
+            // A write still unanswered began before the failures that opened the breaker: the
+            // outage is dated from the oldest of them.
+            let since = self
+                .oldest_in_flight()
+                .map_or(since, |oldest| oldest.min(since));
             self.outage_open.store(true, Ordering::SeqCst);
             let entry = outage::incident(since, cause);
             if let Err(err) = self.queue(&entry) {

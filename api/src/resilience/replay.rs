@@ -17,15 +17,32 @@ use crate::store::incidents::StoreError;
 /// Lines replayed between two rewrites of the spool: progress survives a crash mid-replay.
 const CHUNK: usize = 64;
 
-/// Whether the database takes a write lock now: a ping succeeds against a SQLite file that
-/// another process holds locked, or that is read-only, and against a PostgreSQL standby, so the
-/// probe asks for what writes need. It writes nothing.
+/// Whether the database takes a write now: a ping succeeds against a SQLite file that another
+/// process holds locked, or that is read-only, and against a PostgreSQL standby, so the probe
+/// asks for what writes need. On PostgreSQL it takes a write lock and writes nothing. On SQLite
+/// taking the lock is not enough (a connection opened before the file turned read-only takes it,
+/// and fails only when it writes the WAL), so it commits the header's user version unchanged:
+/// one page to the WAL, no row touched.
 async fn probe(this: &Resilience) -> Result<(), String> {
     let attempt = async {
         let txn = this.db.begin().await?;
-        txn.execute_unprepared(r#"UPDATE "OpsIncident" SET "id" = "id" WHERE 1 = 0"#)
-            .await?;
-        txn.rollback().await?;
+        if txn.get_database_backend() == sea_orm::DbBackend::Sqlite {
+            let version = txn
+                .query_one(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Sqlite,
+                    "PRAGMA user_version",
+                ))
+                .await?
+                .and_then(|row| row.try_get_by_index::<i32>(0).ok())
+                .unwrap_or(0);
+            txn.execute_unprepared(&format!("PRAGMA user_version = {version}"))
+                .await?;
+            txn.commit().await?;
+        } else {
+            txn.execute_unprepared(r#"UPDATE "OpsIncident" SET "id" = "id" WHERE 1 = 0"#)
+                .await?;
+            txn.rollback().await?;
+        }
         Ok::<(), DbErr>(())
     };
     let limit = this.settings.op_timeout.min(Duration::from_secs(1));
@@ -38,6 +55,31 @@ async fn probe(this: &Resilience) -> Result<(), String> {
         },
         Err(_) => Err(this.timeout_cause()),
     }
+}
+
+/// One probe now, outside the loop's schedule (a recovery asked for it): a closed breaker
+/// records the result, an open one turns half-open for it. Fresh connections are made as
+/// needed, since the pool replaces a connection that fails its check on acquire.
+pub(super) async fn probe_now(this: &Resilience) -> Result<(), String> {
+    this.breaker.expedite();
+    let half_open = match this.breaker.state() {
+        BreakerState::Closed => false,
+        _ => this.breaker.try_half_open().is_ok(),
+    };
+    let began = chrono::Utc::now();
+    let outcome = probe(this).await;
+    match &outcome {
+        Ok(()) => {
+            if this.breaker.success() == Transition::Closed {
+                this.kick.notify_one();
+            }
+        }
+        Err(cause) if half_open => {
+            this.breaker.failure(cause);
+        }
+        Err(cause) => this.failed_since(cause, began),
+    }
+    outcome
 }
 
 pub(super) async fn probe_loop(weak: Weak<Resilience>) {
@@ -166,7 +208,9 @@ async fn drain(this: &Resilience) {
             return;
         }
     }
-    if this.breaker.is_closed() && this.outage_open.swap(false, Ordering::SeqCst) {
+    // A recovery that is ending the outage records its outcome on the incident first.
+    let held = this.resolution_holds.load(Ordering::SeqCst) > 0;
+    if this.breaker.is_closed() && !held && this.outage_open.swap(false, Ordering::SeqCst) {
         match this.stores.apply(outage::resolution(), false).await {
             Ok(_) => tracing::info!("the database outage incident is resolved"),
             Err(StoreError::NotFound(_) | StoreError::AlreadyResolved { .. }) => {}

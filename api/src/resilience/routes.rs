@@ -21,7 +21,10 @@ pub async fn refuse_reads_while_open(
     next: Next,
 ) -> Response {
     let read = matches!(*request.method(), Method::GET | Method::HEAD);
-    let answers_without_db = matches!(request.uri().path(), "/ops/gate" | "/ops/doctor");
+    let answers_without_db = matches!(
+        request.uri().path(),
+        "/ops/gate" | "/ops/doctor" | "/health/recovery-stats" | "/metrics"
+    );
     if read && !answers_without_db && !state.resilience.database_usable() {
         return open_error(&state.resilience).into_response();
     }
