@@ -154,11 +154,11 @@ async fn drain(this: &Resilience) {
             break;
         }
         let total = pending.len();
-        let mut done = 0;
+        let mut done: Vec<Vec<u8>> = Vec::new();
         let mut stopped = false;
-        for entry in pending.into_iter().take(CHUNK) {
-            let Some(entry) = entry else {
-                done += 1;
+        for line in pending.into_iter().take(CHUNK) {
+            let Some(entry) = line.entry else {
+                done.push(line.raw);
                 continue;
             };
             if matches!(&entry, Entry::OpenIncident { incident, .. } if incident.fingerprint.as_deref() == Some(OUTAGE_FINGERPRINT))
@@ -173,7 +173,7 @@ async fn drain(this: &Resilience) {
             match applied {
                 Ok(Ok(_)) => {
                     this.counts.replayed.fetch_add(1, Ordering::Relaxed);
-                    done += 1;
+                    done.push(line.raw);
                 }
                 Ok(Err(err)) => match super::outage_cause(&err) {
                     Some(cause) => {
@@ -185,7 +185,7 @@ async fn drain(this: &Resilience) {
                         tracing::error!(kind = entry.kind(), error = %err, "a spooled write was refused at replay; it is kept in the spool's rejected file");
                         this.spool.keep_rejected(&entry, &err.to_string());
                         this.counts.rejected.fetch_add(1, Ordering::Relaxed);
-                        done += 1;
+                        done.push(line.raw);
                     }
                 },
                 Err(_) => {
@@ -195,15 +195,12 @@ async fn drain(this: &Resilience) {
                 }
             }
         }
-        if let Err(err) = this.spool.remove_first(done) {
+        let replayed = done.len();
+        if let Err(err) = this.spool.remove_replayed(&done) {
             tracing::error!(error = %err, "the spool cannot be rewritten after replay; its lines will be replayed again (idempotently)");
             return;
         }
-        tracing::info!(
-            replayed = done,
-            left = total - done,
-            "spooled writes replayed"
-        );
+        tracing::info!(replayed, left = total - replayed, "spooled writes replayed");
         if stopped {
             return;
         }

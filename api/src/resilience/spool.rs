@@ -6,6 +6,12 @@
 //! The spool knows nothing of what the lines mean (see `entry.rs`); it keeps them in order, says
 //! how many wait and how many bytes they take, refuses a line that would pass its size cap, and
 //! drops the ones replay has written.
+//!
+//! Several processes may share one spool directory (the service, and `opsdoctor deploy` or
+//! `opsdoctor tunnel restart` on the same host): every operation holds an OS lock on
+//! `spool.lock`, finds the file again when another process has replaced it, and replay drops
+//! only the lines it replayed, by their content, so that two replayers never drop a line neither
+//! has written.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
@@ -17,6 +23,8 @@ use serde::Serialize;
 
 /// The file of pending lines inside the spool directory.
 const PENDING: &str = "pending.jsonl";
+/// The lock every process using the directory takes around each operation.
+const LOCK: &str = "spool.lock";
 /// Lines replay could not apply (the database refused them for what they hold), kept for an
 /// operator instead of dropped.
 const REJECTED: &str = "rejected.jsonl";
@@ -32,8 +40,42 @@ pub enum SpoolError {
 
 struct Files {
     pending: File,
+    /// The inode `pending` is open on, to see when another process has replaced the file.
+    inode: u64,
     bytes: u64,
     depth: usize,
+    lock: File,
+}
+
+/// The files, held under this process's mutex and the directory's OS lock.
+struct Locked<'a> {
+    files: std::sync::MutexGuard<'a, Files>,
+}
+
+impl std::ops::Deref for Locked<'_> {
+    type Target = Files;
+
+    fn deref(&self) -> &Files {
+        &self.files
+    }
+}
+
+impl std::ops::DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut Files {
+        &mut self.files
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let _ = fs4::fs_std::FileExt::unlock(&self.files.lock);
+    }
+}
+
+/// A pending line: its bytes as stored, and the entry read from them (`None`: unreadable).
+pub struct Line<T> {
+    pub raw: Vec<u8>,
+    pub entry: Option<T>,
 }
 
 /// The spool of one process. Cheap to clone.
@@ -57,47 +99,73 @@ impl Spool {
     /// Opens (creating) the spool in `dir`, keeping every complete line a previous process left.
     pub fn open(dir: &Path, cap: u64) -> io::Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let path = dir.join(PENDING);
-        let mut pending = OpenOptions::new()
+        let lock = OpenOptions::new()
             .create(true)
-            .read(true)
-            .append(true)
-            .open(&path)?;
-        let (complete, depth) = complete_prefix(&pending)?;
-        if complete < pending.metadata()?.len() {
-            tracing::warn!(
-                "the spool ends with a line cut short by a crash; that write was never acknowledged and is dropped"
-            );
-            pending.set_len(complete)?;
-            pending.sync_all()?;
-        }
-        pending.seek(SeekFrom::End(0))?;
-        if depth > 0 {
-            tracing::warn!(
-                depth,
-                "the spool holds writes from an earlier run; they will be replayed"
-            );
-        }
-        Ok(Self {
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK))?;
+        let spool = Self {
             dir: dir.to_owned(),
             cap,
             files: Arc::new(Mutex::new(Files {
-                pending,
-                bytes: complete,
-                depth,
+                pending: open_pending(&dir.join(PENDING))?,
+                inode: u64::MAX,
+                bytes: 0,
+                depth: 0,
+                lock,
             })),
-        })
+        };
+        let files = spool.locked()?;
+        if files.depth > 0 {
+            tracing::warn!(
+                depth = files.depth,
+                "the spool holds writes from an earlier run; they will be replayed"
+            );
+        }
+        drop(files);
+        Ok(spool)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Files> {
-        self.files.lock().unwrap_or_else(PoisonError::into_inner)
+    /// Takes this process's mutex and the directory's OS lock, and catches up with what other
+    /// processes did to the file meanwhile.
+    fn locked(&self) -> io::Result<Locked<'_>> {
+        let files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+        fs4::fs_std::FileExt::lock_exclusive(&files.lock)?;
+        let mut locked = Locked { files };
+        let path = self.dir.join(PENDING);
+        let inode = std::os::unix::fs::MetadataExt::ino(
+            &std::fs::metadata(&path)
+                .or_else(|_| open_pending(&path).and_then(|f| f.metadata()))?,
+        );
+        let mut changed = false;
+        if inode != locked.inode {
+            locked.pending = open_pending(&path)?;
+            locked.inode = inode;
+            changed = true;
+        }
+        let len = locked.pending.metadata()?.len();
+        if changed || len != locked.bytes {
+            let (complete, depth) = complete_prefix(&locked.pending)?;
+            if complete < len {
+                // Under the lock no one is writing: the tail is a line a crash cut short, never
+                // acknowledged. Appending after it would spoil the next line too.
+                tracing::warn!(
+                    "the spool ends with a line cut short by a crash; that write was never acknowledged and is dropped"
+                );
+                locked.pending.set_len(complete)?;
+                locked.pending.sync_all()?;
+            }
+            locked.bytes = complete;
+            locked.depth = depth;
+        }
+        Ok(locked)
     }
 
     /// Appends one line and flushes it to disk; returns the depth after it.
     pub fn append<T: Serialize>(&self, entry: &T) -> Result<usize, SpoolError> {
         let mut line = serde_json::to_vec(entry).map_err(io::Error::other)?;
         line.push(b'\n');
-        let mut files = self.lock();
+        let mut files = self.locked()?;
         let bytes = files.bytes + line.len() as u64;
         if bytes > self.cap {
             return Err(SpoolError::Full {
@@ -113,10 +181,10 @@ impl Spool {
     }
 
     /// Every pending line, oldest first. A line that cannot be read as `T` (written by another
-    /// version, say) is set aside in the rejected file and counted with the rest, so that
-    /// [`Self::remove_first`] keeps its place.
-    pub fn pending<T: DeserializeOwned>(&self) -> io::Result<Vec<Option<T>>> {
-        let files = self.lock();
+    /// version, say) is set aside in the rejected file and kept with the rest (its `entry` is
+    /// `None`), so that [`Self::remove_replayed`] drops it too.
+    pub fn pending<T: DeserializeOwned>(&self) -> io::Result<Vec<Line<T>>> {
+        let files = self.locked()?;
         let mut reader = BufReader::new(files.pending.try_clone()?);
         reader.seek(SeekFrom::Start(0))?;
         let mut out = Vec::with_capacity(files.depth);
@@ -127,43 +195,63 @@ impl Spool {
             if read > files.bytes {
                 break;
             }
-            match serde_json::from_slice::<T>(&line) {
-                Ok(entry) => out.push(Some(entry)),
+            let entry = match serde_json::from_slice::<T>(&line) {
+                Ok(entry) => Some(entry),
                 Err(err) => {
                     tracing::error!(error = %err, "a spooled line cannot be read; it is kept in the rejected file");
                     self.keep_rejected_raw(&line, &err.to_string());
-                    out.push(None);
+                    None
                 }
-            }
+            };
+            out.push(Line { raw: line, entry });
         }
         Ok(out)
     }
 
-    /// Drops the first `n` lines (replayed), keeping any appended meanwhile. The rest is
-    /// written to a new file that replaces the old one atomically.
-    pub fn remove_first(&self, n: usize) -> io::Result<()> {
-        if n == 0 {
+    /// Drops the lines replay has written (`done`, oldest first, as [`Self::pending`] gave
+    /// them), keeping any appended meanwhile; the rest is written to a new file that replaces the
+    /// old one atomically. Lines another process replayed and dropped first are not looked for
+    /// again, so two replayers never drop a line that neither has written.
+    pub fn remove_replayed(&self, done: &[Vec<u8>]) -> io::Result<()> {
+        if done.is_empty() {
             return Ok(());
         }
-        let mut files = self.lock();
+        let mut files = self.locked()?;
         let path = self.dir.join(PENDING);
         let mut reader = BufReader::new(files.pending.try_clone()?);
         reader.seek(SeekFrom::Start(0))?;
-        let mut rest = Vec::new();
-        let mut skipped = 0;
-        let mut line = Vec::new();
+        let mut lines = Vec::new();
         loop {
-            line.clear();
+            let mut line = Vec::new();
             if reader.read_until(b'\n', &mut line)? == 0 {
                 break;
             }
-            if skipped < n {
-                skipped += 1;
-            } else {
-                rest.extend_from_slice(&line);
-            }
+            lines.push(line);
         }
-        let tmp = self.dir.join(format!("{PENDING}.tmp"));
+        let bare = |l: &[u8]| {
+            l.strip_suffix(b"\n")
+                .map(<[u8]>::to_vec)
+                .unwrap_or_else(|| l.to_vec())
+        };
+        // The file starts with the first replayed line not dropped yet (if any): drop from there
+        // while the file and `done` agree.
+        let first = lines.first().map(|l| bare(l));
+        let start = first.and_then(|f| done.iter().position(|d| *d == f));
+        let skipped = match start {
+            Some(start) => lines
+                .iter()
+                .zip(&done[start..])
+                .take_while(|(line, d)| bare(line) == **d)
+                .count(),
+            None => 0,
+        };
+        if skipped == 0 {
+            return Ok(());
+        }
+        let rest: Vec<u8> = lines[skipped..].concat();
+        let tmp = self
+            .dir
+            .join(format!("{PENDING}.{}.tmp", std::process::id()));
         {
             let mut out = File::create(&tmp)?;
             out.write_all(&rest)?;
@@ -173,9 +261,11 @@ impl Spool {
         if let Ok(dir) = File::open(&self.dir) {
             let _ = dir.sync_all();
         }
-        files.pending = OpenOptions::new().read(true).append(true).open(&path)?;
-        files.bytes = rest.len() as u64;
-        files.depth = files.depth.saturating_sub(skipped);
+        files.pending = open_pending(&path)?;
+        files.inode = std::os::unix::fs::MetadataExt::ino(&files.pending.metadata()?);
+        let (complete, depth) = complete_prefix(&files.pending)?;
+        files.bytes = complete;
+        files.depth = depth;
         Ok(())
     }
 
@@ -206,8 +296,10 @@ impl Spool {
         }
     }
 
+    /// How many lines wait, in this directory (any process's); 0 when the spool cannot be
+    /// read (the error is logged).
     pub fn depth(&self) -> usize {
-        self.lock().depth
+        self.view().depth
     }
 
     pub fn is_empty(&self) -> bool {
@@ -215,10 +307,17 @@ impl Spool {
     }
 
     pub fn view(&self) -> SpoolView {
-        let files = self.lock();
+        let (depth, bytes) = match self.locked() {
+            Ok(files) => (files.depth, files.bytes),
+            Err(err) => {
+                tracing::error!(error = %err, "the spool cannot be read");
+                let files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+                (files.depth, files.bytes)
+            }
+        };
         SpoolView {
-            depth: files.depth,
-            bytes: files.bytes,
+            depth,
+            bytes,
             max_bytes: self.cap,
         }
     }
@@ -226,6 +325,15 @@ impl Spool {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// Opens (creating) the file of pending lines for reading and appending.
+fn open_pending(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .read(true)
+        .append(true)
+        .open(path)
 }
 
 /// The length of the file's complete lines and how many there are.
@@ -271,25 +379,19 @@ mod tests {
         let spool = Spool::open(dir.path(), 1 << 20).unwrap();
         assert_eq!(spool.depth(), 5);
         spool.append(&json!({ "n": 5 })).unwrap();
-        let got: Vec<Value> = spool
-            .pending::<Value>()
-            .unwrap()
-            .into_iter()
-            .flatten()
-            .collect();
+        let lines = spool.pending::<Value>().unwrap();
+        let got: Vec<Value> = lines.iter().filter_map(|l| l.entry.clone()).collect();
         assert_eq!(got, (0..6).map(|n| json!({ "n": n })).collect::<Vec<_>>());
 
-        spool.remove_first(4).unwrap();
+        let first_four: Vec<Vec<u8>> = lines.into_iter().take(4).map(|l| l.raw).collect();
+        spool.remove_replayed(&first_four).unwrap();
         spool.append(&json!({ "n": 6 })).unwrap();
-        let got: Vec<Value> = spool
-            .pending::<Value>()
-            .unwrap()
-            .into_iter()
-            .flatten()
-            .collect();
+        let lines = spool.pending::<Value>().unwrap();
+        let got: Vec<Value> = lines.iter().filter_map(|l| l.entry.clone()).collect();
         assert_eq!(got, vec![json!({"n": 4}), json!({"n": 5}), json!({"n": 6})]);
         assert_eq!(spool.depth(), 3);
-        spool.remove_first(3).unwrap();
+        let all: Vec<Vec<u8>> = lines.into_iter().map(|l| l.raw).collect();
+        spool.remove_replayed(&all).unwrap();
         assert!(spool.is_empty());
         assert_eq!(spool.view().bytes, 0);
     }
@@ -302,5 +404,54 @@ mod tests {
         let err = spool.append(&json!({ "n": "0123456789" })).unwrap_err();
         assert!(matches!(err, SpoolError::Full { cap: 30, .. }), "{err}");
         assert_eq!(spool.depth(), 1, "the refused line is not kept");
+    }
+
+    fn values(spool: &Spool) -> Vec<Value> {
+        spool
+            .pending::<Value>()
+            .unwrap()
+            .into_iter()
+            .filter_map(|l| l.entry)
+            .collect()
+    }
+
+    /// Two processes on one directory (two opens: the OS lock is per open file): appends of
+    /// each land in the one file even after the other replaced it, and two replayers of the same
+    /// lines drop each line once, never one that neither has replayed.
+    #[test]
+    fn two_processes_share_a_spool_and_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Spool::open(dir.path(), 1 << 20).unwrap();
+        let b = Spool::open(dir.path(), 1 << 20).unwrap();
+        for n in 0..3 {
+            a.append(&json!({ "a": n })).unwrap();
+            b.append(&json!({ "b": n })).unwrap();
+        }
+        assert_eq!(a.depth(), 6, "a sees b's lines");
+        // Both read the same six lines to replay them.
+        let seen_by_a: Vec<Vec<u8>> = a
+            .pending::<Value>()
+            .unwrap()
+            .into_iter()
+            .map(|l| l.raw)
+            .collect();
+        let seen_by_b: Vec<Vec<u8>> = b
+            .pending::<Value>()
+            .unwrap()
+            .into_iter()
+            .map(|l| l.raw)
+            .collect();
+        // B replays four and drops them; meanwhile A appends one more.
+        b.remove_replayed(&seen_by_b[..4]).unwrap();
+        a.append(&json!({ "a": 3 })).unwrap();
+        // A replayed all six: it drops the two B left, and keeps its new line.
+        a.remove_replayed(&seen_by_a).unwrap();
+        assert_eq!(values(&b), vec![json!({ "a": 3 })]);
+        // B, late, drops what it had replayed: nothing of it is left, and the new line stays.
+        b.remove_replayed(&seen_by_b[..4]).unwrap();
+        b.append(&json!({ "b": 3 })).unwrap();
+        assert_eq!(values(&a), vec![json!({ "a": 3 }), json!({ "b": 3 })]);
+        assert_eq!(a.depth(), 2);
+        assert_eq!(b.depth(), 2);
     }
 }
