@@ -60,18 +60,30 @@ async fn connect_sqlite(config: &Config) -> Result<DatabaseConnection, DbErr> {
         // and so would every request queued behind it.
         .pragma("wal_autocheckpoint", "0")
         .disable_statement_logging();
-    let pool = SqlitePoolOptions::new()
-        .max_connections(config.db_max_connections)
-        .min_connections(0)
-        .acquire_timeout(config.db_acquire_timeout)
-        .idle_timeout(Duration::from_secs(300))
-        // A pooled SQLite connection is a file handle that cannot go stale: pinging it before
-        // every query only costs a round trip to its worker thread.
-        .test_before_acquire(false)
-        .after_release(discard_if_in_transaction)
-        .connect_with(options)
-        .await
-        .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)))?;
+    // Opening runs the pragmas, and switching a new file to WAL needs it to itself: a process
+    // starting beside another that is creating the file meets SQLITE_BUSY at once (SQLite skips
+    // the busy handler there), so opening is retried as the busy timeout would wait.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let pool = loop {
+        let opened = SqlitePoolOptions::new()
+            .max_connections(config.db_max_connections)
+            .min_connections(0)
+            .acquire_timeout(config.db_acquire_timeout)
+            .idle_timeout(Duration::from_secs(300))
+            // A pooled SQLite connection is a file handle that cannot go stale: pinging it
+            // before every query only costs a round trip to its worker thread.
+            .test_before_acquire(false)
+            .after_release(discard_if_in_transaction)
+            .connect_with(options.clone())
+            .await
+            .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e)));
+        match opened {
+            Err(err) if is_busy(&err) && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            other => break other?,
+        }
+    };
     let db = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool);
     tokio::spawn(checkpoint_loop(db.clone()));
     Ok(db)
@@ -235,7 +247,8 @@ async fn lock_for_migrations(db: &DatabaseConnection) -> Result<DatabaseTransact
 /// SQLite's "database is locked" (SQLITE_BUSY, primary code 5).
 fn is_busy(err: &DbErr) -> bool {
     let (DbErr::Exec(sea_orm::RuntimeErr::SqlxError(e))
-    | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))) = err
+    | DbErr::Query(sea_orm::RuntimeErr::SqlxError(e))
+    | DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e))) = err
     else {
         return false;
     };
