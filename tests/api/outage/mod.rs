@@ -4,6 +4,7 @@
 //! a pool timeout, and every write that was acknowledged (stored or queued) is in the database
 //! afterwards, counted row by row, once; the outage is one incident.
 
+mod attach;
 mod load;
 mod read_only;
 
