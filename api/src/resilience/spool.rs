@@ -298,26 +298,33 @@ impl Spool {
 
     /// How many lines wait, in this directory (any process's); 0 when the spool cannot be
     /// read (the error is logged).
+    /// How many lines wait in this directory, any process's; 0 when the spool cannot be read
+    /// (the error is logged). Takes the OS lock: what a write decides on.
     pub fn depth(&self) -> usize {
-        self.view().depth
+        match self.locked() {
+            Ok(files) => files.depth,
+            Err(err) => {
+                tracing::error!(error = %err, "the spool cannot be read");
+                self.files
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .depth
+            }
+        }
     }
 
     pub fn is_empty(&self) -> bool {
         self.depth() == 0
     }
 
+    /// What the spool held when this process last looked (every write, and the replay loop at
+    /// least once a second while the database answers): for readiness and the bundle, which are
+    /// answered many times a second and take no lock and make no system call for it.
     pub fn view(&self) -> SpoolView {
-        let (depth, bytes) = match self.locked() {
-            Ok(files) => (files.depth, files.bytes),
-            Err(err) => {
-                tracing::error!(error = %err, "the spool cannot be read");
-                let files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
-                (files.depth, files.bytes)
-            }
-        };
+        let files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
         SpoolView {
-            depth,
-            bytes,
+            depth: files.depth,
+            bytes: files.bytes,
             max_bytes: self.cap,
         }
     }
